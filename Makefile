@@ -1,0 +1,35 @@
+# The README's commands. Each target sets up what it needs: a virtual environment
+# with the pinned dependencies (.venv), then the schema and default policy.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8080
+
+.PHONY: run test lint bench clean
+
+$(BIN)/workflow-authz: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+## Serve on the embedded SQLite store (./var), creating schema, default policy and a first key.
+run: $(BIN)/workflow-authz
+	$(BIN)/workflow-authz init --quickstart
+	$(BIN)/workflow-authz serve --host $(HOST) --port $(PORT)
+
+## Lint, type-check, then the whole test suite (PostgreSQL tests skip when no server answers, outside CI).
+test: $(BIN)/workflow-authz lint
+	$(BIN)/python -m pytest
+
+lint: $(BIN)/workflow-authz
+	$(BIN)/ruff check service tests bench
+	$(BIN)/ruff format --check service tests bench
+	$(BIN)/mypy
+
+bench: $(BIN)/workflow-authz
+	$(BIN)/python -m bench.decisions
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

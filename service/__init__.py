@@ -1,0 +1,85 @@
+"""workflow-authz: decides who may view, edit and advance assessments at each workflow phase."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, Response, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from service.config import load_config
+from service.db import Database
+from service.errors import ServiceError
+from service.policies import PolicyEngine
+from service.workflows import load_workflow
+
+log = logging.getLogger("workflow_authz")
+
+HTTP_CODES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+              405: "method_not_allowed", 409: "conflict", 413: "too_large", 503: "unavailable"}
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the service: settings, store, policy engine, blueprints and error handlers."""
+    app = Flask(__name__)
+    settings = load_config(config)
+    app.config.update(settings)
+    app.config["MAX_CONTENT_LENGTH"] = settings["MAX_BODY_BYTES"]
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    init_app(app)
+    from service import api
+
+    app.register_blueprint(api.bp)
+    _register_errors(app)
+    _register_metrics(app)
+    return app
+
+
+def init_app(app: Flask) -> None:
+    """Attach the store and the policy engine: built once per process, shared by requests."""
+    db = Database(app.config["DATABASE_URL"], app.config["POOL_SIZE"])
+    workflow = load_workflow(Path(app.config["POLICY_DIR"]) / "workflow.toml")
+    engine = PolicyEngine(db, workflow, Path(app.config["MODEL_PATH"]), app.config["POLICY_CACHE_TENANTS"])
+    app.extensions["workflow_authz.db"] = db
+    app.extensions["workflow_authz.policies"] = engine
+
+
+def _register_errors(app: Flask) -> None:
+    """One JSON error shape for every failure, with no stack trace or SQL in the answer."""
+
+    @app.errorhandler(ServiceError)
+    def service_error(error: ServiceError) -> tuple[Response, int]:
+        if error.status >= 500:
+            log.warning("%s: %s (cause: %r)", error.code, error.message, error.__cause__)
+        return jsonify({"error": error.to_dict()}), error.status
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> tuple[Response, int]:
+        status = error.code or 500
+        body = {"code": HTTP_CODES.get(status, "error"), "message": error.description or error.name}
+        return jsonify({"error": body}), status
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception) -> tuple[Response, int]:
+        log.exception("unexpected error")
+        return jsonify({"error": {"code": "internal", "message": "internal error"}}), 500
+
+
+def _register_metrics(app: Flask) -> None:
+    """Count and time every request (imported here: `serve` sets the metrics folder first)."""
+    from service.metrics import LATENCY, REQUESTS
+
+    @app.before_request
+    def start_timer() -> None:
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def record(response: Response) -> Response:
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
+        LATENCY.labels(endpoint).observe(time.perf_counter() - g.get("started", time.perf_counter()))
+        return response

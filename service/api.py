@@ -1,0 +1,160 @@
+"""The JSON API for apps: /authorize, /authorize/batch, /assessments, /healthz, /openapi.json, /metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from sqlalchemy import Connection, text
+
+from service import assessments, decisions, keys, transitions
+from service.db import Database
+from service.errors import InvalidRequest, Unavailable
+from service.keys import Key
+from service.metrics import DECISIONS, exposition
+from service.openapi import openapi_document
+from service.policies import PolicyEngine
+
+bp = Blueprint("api", __name__)
+
+ACTOR_MAX = 200
+
+
+def _db() -> Database:
+    db: Database = current_app.extensions["workflow_authz.db"]
+    return db
+
+
+def _engine() -> PolicyEngine:
+    engine: PolicyEngine = current_app.extensions["workflow_authz.policies"]
+    return engine
+
+
+def _body() -> dict[str, Any]:
+    """The request's JSON object; InvalidRequest for anything else."""
+    data = request.get_json(silent=True, force=True)
+    if not isinstance(data, dict):
+        raise InvalidRequest("the body must be a JSON object (Content-Type: application/json)")
+    return data
+
+
+def _authenticate(conn: Connection) -> Key:
+    return keys.authenticate(conn, request.headers.get("Authorization"))
+
+
+def _only(body: dict[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise InvalidRequest(f"unknown field {unknown[0]!r}", field=unknown[0])
+
+
+def _actor(body: dict[str, Any]) -> str:
+    actor = body.get("actor")
+    if not isinstance(actor, str) or not actor.strip() or len(actor) > ACTOR_MAX or not actor.isprintable():
+        raise InvalidRequest(f"actor must be a printable string of 1-{ACTOR_MAX} characters", field="actor")
+    return actor
+
+
+@bp.post("/authorize")
+def authorize() -> Response:
+    """Decide one question; a deny is a 200 answer with allowed false."""
+    body = _body()
+    with _db().read() as conn:
+        key = _authenticate(conn)
+        question = decisions.parse_question(body)
+        key.require_tenant(question.tenant)
+        decision = decisions.answer(conn, _engine(), question)
+    DECISIONS.labels(str(decision.allowed).lower()).inc()
+    return jsonify(decisions.to_json(decision, question.assessment))
+
+
+@bp.post("/authorize/batch")
+def authorize_batch() -> Response:
+    """Decide up to 1000 questions in one read of the store; results keep the request order."""
+    body = _body()
+    with _db().read() as conn:
+        key = _authenticate(conn)
+        _only(body, {"requests"})
+        items = body.get("requests")
+        if not isinstance(items, list):
+            raise InvalidRequest("requests must be a list", field="requests")
+        if len(items) > decisions.MAX_BATCH:
+            raise InvalidRequest(f"at most {decisions.MAX_BATCH} requests per batch", field="requests")
+        results = decisions.answer_batch(conn, _engine(), key, items)
+    for result in results:
+        if "allowed" in result:
+            DECISIONS.labels(str(result["allowed"]).lower()).inc()
+    return jsonify({"results": results})
+
+
+@bp.post("/assessments")
+def create_assessment() -> tuple[Response, int]:
+    """Register an assessment at its area's first phase."""
+    body = _body()
+    with _db().write() as conn:
+        key = _authenticate(conn)
+        _only(body, {"tenant", "id", "area"})
+        tenant = decisions.identifier(body, "tenant", default=decisions.DEFAULT_TENANT)
+        key.require_tenant(tenant)
+        assessment_id = assessments.check_id(body.get("id"))
+        area = decisions.identifier(body, "area")
+        state = assessments.create(conn, _engine().workflow, tenant, assessment_id, area)
+    return jsonify(state.to_json()), 201
+
+
+@bp.get("/assessments/<assessment_id>")
+def get_assessment(assessment_id: str) -> Response:
+    """The assessment's state and its whole transition history."""
+    with _db().read() as conn:
+        key = _authenticate(conn)
+        _only(dict(request.args), {"tenant"})
+        tenant = decisions.identifier(request.args, "tenant", default=decisions.DEFAULT_TENANT)
+        key.require_tenant(tenant)
+        assessments.check_id(assessment_id)
+        state = assessments.get(conn, tenant, assessment_id)
+        history = assessments.history(conn, tenant, assessment_id)
+    return jsonify({**state.to_json(), "history": history})
+
+
+@bp.post("/assessments/<assessment_id>/advance")
+def advance_assessment(assessment_id: str) -> Response:
+    """Advance to the next phase if the role may; exactly one of concurrent advances wins."""
+    body = _body()
+    with _db().write() as conn:
+        key = _authenticate(conn)
+        _only(body, {"tenant", "role", "actor", "expected_phase"})
+        tenant = decisions.identifier(body, "tenant", default=decisions.DEFAULT_TENANT)
+        key.require_tenant(tenant)
+        assessments.check_id(assessment_id)
+        role = decisions.identifier(body, "role")
+        expected = decisions.identifier(body, "expected_phase") if "expected_phase" in body else None
+        state = transitions.advance(
+            conn, _engine(), tenant, assessment_id, role=role, actor=_actor(body), expected_phase=expected
+        )
+    return jsonify(state.to_json())
+
+
+@bp.get("/healthz")
+def healthz() -> tuple[Response, int]:
+    """Liveness plus a store check: 200 when the store answers and the schema is current."""
+    db = _db()
+    try:
+        with db.read() as conn:
+            conn.execute(text("SELECT 1"))
+        current = db.is_current()
+    except Unavailable:
+        raise Unavailable("the store cannot be reached") from None
+    if not current:
+        raise Unavailable("the schema is not at the newest migration: run `workflow-authz init`")
+    return jsonify({"status": "ok", "store": db.url.get_backend_name()}), 200
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    return jsonify(openapi_document())
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    data, content_type = exposition()
+    return Response(data, content_type=content_type)

@@ -1,0 +1,61 @@
+"""Settings: defaults, overridden by WORKFLOW_AUTHZ_* environment variables, then by a test mapping."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PREFIX = "WORKFLOW_AUTHZ_"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One configuration key, its default and what it is for (shown by `workflow-authz config`)."""
+
+    name: str
+    default: Any
+    description: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "DATABASE_URL",
+        f"sqlite:///{REPO_ROOT / 'var' / 'workflow-authz.sqlite3'}",
+        "SQLAlchemy URL of the store: the embedded SQLite file by default, "
+        "postgresql+psycopg://user@host/db in production.",
+    ),
+    Setting("POLICY_DIR", str(REPO_ROOT / "policy"), "Folder with workflow.toml and policy.csv."),
+    Setting("MODEL_PATH", str(REPO_ROOT / "model.conf"), "The casbin model file."),
+    Setting("POLICY_CACHE_TENANTS", 2048, "How many tenants' policies a process keeps in memory."),
+    Setting("POOL_SIZE", 4, "Database connections kept open per process (PostgreSQL)."),
+    Setting("MAX_BODY_BYTES", 262144, "Largest accepted request body; larger bodies get 413."),
+    Setting("SECRET_KEY", "", "Signs admin sessions; generated into var/ when empty."),
+    Setting("LOG_LEVEL", "INFO", "Python logging level."),
+)
+
+_DEFAULTS = {s.name: s.default for s in SETTINGS}
+
+
+def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Merge defaults, environment and explicit overrides, converting to each default's type."""
+    config = dict(_DEFAULTS)
+    for name, default in _DEFAULTS.items():
+        raw = os.environ.get(PREFIX + name)
+        if raw is not None:
+            config[name] = _convert(name, raw, default)
+    config.update(overrides or {})
+    return config
+
+
+def _convert(name: str, raw: str, default: Any) -> Any:
+    """Parse an environment string as the setting's type, naming the variable when it is wrong."""
+    if isinstance(default, int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"{PREFIX}{name} must be an integer, got {raw!r}") from None
+    return raw

@@ -1,0 +1,61 @@
+"""The error family: each error knows its HTTP status, JSON code and CLI exit code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ServiceError(Exception):
+    """Base of every error the service reports to a caller."""
+
+    status = 500
+    code = "internal"
+    exit_code = 1
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec's error object: code, message and (when one field is at fault) field."""
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.field is not None:
+            body["field"] = self.field
+        return body
+
+
+class InvalidRequest(ServiceError):
+    status, code, exit_code = 400, "invalid_request", 2
+
+
+class Unauthorized(ServiceError):
+    status, code = 401, "unauthorized"
+
+
+class Forbidden(ServiceError):
+    status, code = 403, "forbidden"
+
+
+class NotAllowed(ServiceError):
+    """The policy does not let this role perform a state change (distinct from a bad key)."""
+
+    status, code = 403, "not_allowed"
+
+
+class NotFound(ServiceError):
+    status, code = 404, "not_found"
+
+
+class Conflict(ServiceError):
+    status, code = 409, "conflict"
+
+
+class TooLarge(ServiceError):
+    status, code = 413, "too_large"
+
+
+class Unavailable(ServiceError):
+    """The store cannot be read or written: the service cannot answer, and never allows."""
+
+    status, code = 503, "unavailable"

@@ -1,0 +1,104 @@
+"""API keys: made once by the CLI, stored as SHA-256 digests, scoped to one tenant or all."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, insert, select, update
+
+from service.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
+from service.models import ApiKey, utcnow
+from service.workflows import is_identifier
+
+PREFIX_BYTES = 4
+
+
+@dataclass(frozen=True)
+class Key:
+    """An authenticated caller: the key's name and its tenant (None: every tenant)."""
+
+    id: int
+    name: str
+    tenant: str | None
+
+    def require_tenant(self, tenant: str) -> None:
+        """Forbidden unless this key may act for `tenant`."""
+        if self.tenant is not None and self.tenant != tenant:
+            raise Forbidden(f"this API key is not valid for tenant {tenant!r}", field="tenant")
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def create(conn: Connection, name: str, tenant: str | None) -> str:
+    """Store a new key's digest and return the key itself, which is never stored or shown again.
+
+    A key is `wa_<prefix>_<secret>`: the prefix finds the row, the 256-bit secret proves it.
+    """
+    if not name.strip() or len(name) > 200:
+        raise InvalidRequest("key name must be 1-200 characters", field="name")
+    if tenant is not None and not is_identifier(tenant):
+        raise InvalidRequest(f"invalid tenant {tenant!r}", field="tenant")
+    prefix = secrets.token_hex(PREFIX_BYTES)
+    token = f"wa_{prefix}_{secrets.token_urlsafe(32)}"
+    conn.execute(
+        insert(ApiKey).values(
+            name=name, tenant=tenant, prefix=prefix, digest=digest(token), created_at=utcnow()
+        )
+    )
+    return token
+
+
+def authenticate(conn: Connection, header: str | None) -> Key:
+    """The key named by an `Authorization: Bearer ...` header; Unauthorized otherwise.
+
+    The row is found by the key's public prefix and the digests are compared in constant time.
+    """
+    token = _bearer(header)
+    parts = token.split("_")
+    if len(parts) < 3 or parts[0] != "wa":
+        raise Unauthorized("the API key is not valid")
+    row = conn.execute(
+        select(ApiKey.id, ApiKey.name, ApiKey.tenant, ApiKey.digest, ApiKey.revoked_at).where(
+            ApiKey.prefix == parts[1]
+        )
+    ).first()
+    if row is None or not hmac.compare_digest(row.digest, digest(token)) or row.revoked_at:
+        raise Unauthorized("the API key is not valid")
+    return Key(row.id, row.name, row.tenant)
+
+
+def revoke(conn: Connection, prefix: str) -> None:
+    """Revoke a key by its prefix (the part after `wa_`); it fails from the next request on."""
+    result = conn.execute(
+        update(ApiKey).where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None)).values(revoked_at=utcnow())
+    )
+    if result.rowcount != 1:
+        raise NotFound(f"no active key with prefix {prefix!r}")
+
+
+def listing(conn: Connection) -> list[dict[str, str | None]]:
+    """Every key's prefix, name, tenant and state; never the key."""
+    rows = conn.execute(select(ApiKey).order_by(ApiKey.id))
+    return [
+        {
+            "prefix": r.prefix,
+            "name": r.name,
+            "tenant": r.tenant or "*",
+            "state": "revoked" if r.revoked_at else "active",
+        }
+        for r in rows
+    ]
+
+
+def _bearer(header: str | None) -> str:
+    if not header:
+        raise Unauthorized("missing Authorization header: send 'Authorization: Bearer <api key>'")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("the Authorization header must be 'Bearer <api key>'")
+    return token.strip()

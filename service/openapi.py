@@ -1,0 +1,197 @@
+"""The OpenAPI 3.1 description of the HTTP API, served at /openapi.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+IDENT = {"type": "string", "pattern": "^[a-z][a-z0-9_]*$", "maxLength": 64}
+ASSESSMENT_ID = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"}
+TIMESTAMP = {"type": "string", "format": "date-time"}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    texts = {
+        400: "Malformed request; `field` names the field at fault.",
+        401: "Missing or invalid API key.",
+        403: "The key is not valid for that tenant (code forbidden), or the policy does not let "
+        "the role do this (code not_allowed).",
+        404: "Unknown tenant or assessment.",
+        409: "Conflict with the current state.",
+        413: "Request body too large.",
+        503: "The store cannot be read: nothing is allowed.",
+    }
+    return {str(s): _json(_ref("Error"), texts[s]) for s in statuses}
+
+
+def _schemas() -> dict[str, Any]:
+    question = {
+        "tenant": {**IDENT, "description": "Defaults to `default`."},
+        "role": IDENT,
+        "action": IDENT,
+        "assessment": ASSESSMENT_ID,
+        "area": IDENT,
+        "phase": IDENT,
+    }
+    state = {
+        "tenant": IDENT, "id": ASSESSMENT_ID, "area": IDENT, "phase": IDENT,
+        "version": {"type": "integer", "minimum": 1},
+        "created_at": TIMESTAMP, "updated_at": TIMESTAMP,
+    }
+    return {
+        "ErrorObject": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "field": {"type": "string"},
+            },
+        },
+        "Error": {"type": "object", "required": ["error"], "properties": {"error": _ref("ErrorObject")}},
+        "Question": {
+            "type": "object",
+            "description": "Either `assessment`, or `area` and `phase`.",
+            "required": ["role", "action"],
+            "additionalProperties": False,
+            "properties": question,
+        },
+        "BatchQuestion": {
+            "type": "object",
+            "required": ["id", "role", "action"],
+            "additionalProperties": False,
+            "properties": {"id": {"type": "string", "minLength": 1, "maxLength": 128}, **question},
+        },
+        "Decision": {
+            "type": "object",
+            "required": ["allowed", "tenant", "role", "action", "area", "phase",
+                         "policy_version", "rule", "reason"],
+            "properties": {
+                "allowed": {"type": "boolean"},
+                "tenant": IDENT, "role": IDENT, "action": IDENT, "area": IDENT, "phase": IDENT,
+                "assessment": {"type": ["string", "null"]},
+                "policy_version": {"type": "integer"},
+                "rule": {"type": ["array", "null"], "items": {"type": "string"},
+                         "description": "The policy row that allowed it: tenant, role, area, phase, action."},
+                "reason": {"type": "string"},
+            },
+        },
+        "BatchResult": {
+            "type": "object",
+            "required": ["id"],
+            "description": "A Decision plus `id`, or `id` and `error` for an invalid item.",
+            "properties": {"id": {"type": "string"}, "error": _ref("ErrorObject")},
+        },
+        "State": {"type": "object", "required": list(state), "properties": state},
+        "StateWithHistory": {
+            "allOf": [
+                _ref("State"),
+                {
+                    "type": "object",
+                    "required": ["history"],
+                    "properties": {
+                        "history": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["from_phase", "to_phase", "role", "actor", "at"],
+                                "properties": {
+                                    "from_phase": IDENT, "to_phase": IDENT, "role": IDENT,
+                                    "actor": {"type": "string"}, "at": TIMESTAMP,
+                                    "policy_version": {"type": "integer"},
+                                },
+                            },
+                        }
+                    },
+                },
+            ]
+        },
+    }
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def _paths() -> dict[str, Any]:
+    tenant_query = {"name": "tenant", "in": "query", "required": False, "schema": IDENT}
+    id_path = {"name": "assessment_id", "in": "path", "required": True, "schema": ASSESSMENT_ID}
+    return {
+        "/authorize": {"post": {
+            "summary": "Decide whether a role may perform an action on an assessment or at a phase.",
+            "requestBody": _body(_ref("Question")),
+            "responses": {"200": _json(_ref("Decision"), "The answer; a deny is allowed: false."),
+                          **_errors(400, 401, 403, 404, 413, 503)},
+        }},
+        "/authorize/batch": {"post": {
+            "summary": "Decide up to 1000 questions; results in request order.",
+            "requestBody": _body({
+                "type": "object", "required": ["requests"], "additionalProperties": False,
+                "properties": {"requests": {"type": "array", "maxItems": 1000,
+                                            "items": _ref("BatchQuestion")}},
+            }),
+            "responses": {"200": _json({"type": "object", "required": ["results"], "properties": {
+                "results": {"type": "array", "items": _ref("BatchResult")}}}, "One result per item."),
+                **_errors(400, 401, 413, 503)},
+        }},
+        "/assessments": {"post": {
+            "summary": "Register an assessment at its area's first phase.",
+            "requestBody": _body({"type": "object", "required": ["id", "area"], "additionalProperties": False,
+                                  "properties": {"tenant": IDENT, "id": ASSESSMENT_ID, "area": IDENT}}),
+            "responses": {"201": _json(_ref("State"), "Created."), **_errors(400, 401, 403, 404, 409, 413, 503)},
+        }},
+        "/assessments/{assessment_id}": {"get": {
+            "summary": "An assessment's state and transition history.",
+            "parameters": [id_path, tenant_query],
+            "responses": {"200": _json(_ref("StateWithHistory"), "The state."),
+                          **_errors(400, 401, 403, 404, 503)},
+        }},
+        "/assessments/{assessment_id}/advance": {"post": {
+            "summary": "Advance to the next phase (only the responsible role; compare-and-set).",
+            "parameters": [id_path],
+            "requestBody": _body({
+                "type": "object", "required": ["role", "actor"], "additionalProperties": False,
+                "properties": {"tenant": IDENT, "role": IDENT,
+                               "actor": {"type": "string", "minLength": 1, "maxLength": 200},
+                               "expected_phase": IDENT},
+            }),
+            "responses": {"200": _json(_ref("State"), "The new state."),
+                          **_errors(400, 401, 403, 404, 409, 413, 503)},
+        }},
+        "/healthz": {"get": {
+            "summary": "Liveness and store check.", "security": [],
+            "responses": {"200": _json({"type": "object", "properties": {
+                "status": {"type": "string"}, "store": {"type": "string"}}}, "Healthy."),
+                **_errors(503)},
+        }},
+        "/openapi.json": {"get": {"summary": "This document.", "security": [],
+                                  "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1.")}}},
+        "/metrics": {"get": {
+            "summary": "Prometheus metrics.", "security": [],
+            "responses": {"200": {"description": "Prometheus text format.",
+                                  "content": {"text/plain": {"schema": {"type": "string"}}}}},
+        }},
+    }
+
+
+def openapi_document() -> dict[str, Any]:
+    """The whole description: every endpoint, its bodies, answers and errors."""
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "workflow-authz", "version": "1",
+                 "description": "Who may view, edit and advance assessments at each workflow phase."},
+        "security": [{"bearer": []}],
+        "paths": _paths(),
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "description": "An API key from `workflow-authz keys create`."}},
+            "schemas": _schemas(),
+        },
+    }

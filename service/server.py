@@ -1,0 +1,53 @@
+"""Production serving: gunicorn with sync workers, each building its own app and store pool."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+
+class _Server(BaseApplication):  # type: ignore[misc]
+    """gunicorn driven from Python, so `workflow-authz serve` is the one way to run it."""
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        from service import create_app
+
+        return create_app()
+
+
+def _child_exit(_server: Any, worker: Any) -> None:
+    """Let the metrics of a worker that exited be merged, not lost or double-counted."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def run(host: str, port: int, workers: int) -> None:
+    """Serve until stopped. Each worker is a process: no shared connections, no GIL contention."""
+    metrics_dir = tempfile.mkdtemp(prefix="workflow-authz-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        _Server(
+            {
+                "bind": f"{host}:{port}",
+                "workers": workers,
+                "worker_class": "sync",
+                "accesslog": None,
+                "child_exit": _child_exit,
+                "graceful_timeout": 10,
+            }
+        ).run()
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
