@@ -19,8 +19,16 @@ from service.workflows import load_workflow
 
 log = logging.getLogger("workflow_authz")
 
-HTTP_CODES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-              405: "method_not_allowed", 409: "conflict", 413: "too_large", 503: "unavailable"}
+HTTP_CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    503: "unavailable",
+}
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -43,7 +51,9 @@ def init_app(app: Flask) -> None:
     """Attach the store and the policy engine: built once per process, shared by requests."""
     db = Database(app.config["DATABASE_URL"], app.config["POOL_SIZE"])
     workflow = load_workflow(Path(app.config["POLICY_DIR"]) / "workflow.toml")
-    engine = PolicyEngine(db, workflow, Path(app.config["MODEL_PATH"]), app.config["POLICY_CACHE_TENANTS"])
+    engine = PolicyEngine(
+        db, workflow, Path(app.config["MODEL_PATH"]), app.config["POLICY_CACHE_TENANTS"]
+    )
     app.extensions["workflow_authz.db"] = db
     app.extensions["workflow_authz.policies"] = engine
 
@@ -81,5 +91,7 @@ def _register_metrics(app: Flask) -> None:
     def record(response: Response) -> Response:
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
         REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
-        LATENCY.labels(endpoint).observe(time.perf_counter() - g.get("started", time.perf_counter()))
+        LATENCY.labels(endpoint).observe(
+            time.perf_counter() - g.get("started", time.perf_counter())
+        )
         return response

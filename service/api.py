@@ -1,4 +1,4 @@
-"""The JSON API for apps: /authorize, /authorize/batch, /assessments, /healthz, /openapi.json, /metrics."""
+"""The JSON API for apps: authorize (single, batch), assessments, health, OpenAPI, metrics."""
 
 from __future__ import annotations
 
@@ -50,8 +50,15 @@ def _only(body: dict[str, Any], allowed: set[str]) -> None:
 
 def _actor(body: dict[str, Any]) -> str:
     actor = body.get("actor")
-    if not isinstance(actor, str) or not actor.strip() or len(actor) > ACTOR_MAX or not actor.isprintable():
-        raise InvalidRequest(f"actor must be a printable string of 1-{ACTOR_MAX} characters", field="actor")
+    if (
+        not isinstance(actor, str)
+        or not actor.strip()
+        or len(actor) > ACTOR_MAX
+        or not actor.isprintable()
+    ):
+        raise InvalidRequest(
+            f"actor must be a printable string of 1-{ACTOR_MAX} characters", field="actor"
+        )
     return actor
 
 
@@ -79,7 +86,9 @@ def authorize_batch() -> Response:
         if not isinstance(items, list):
             raise InvalidRequest("requests must be a list", field="requests")
         if len(items) > decisions.MAX_BATCH:
-            raise InvalidRequest(f"at most {decisions.MAX_BATCH} requests per batch", field="requests")
+            raise InvalidRequest(
+                f"at most {decisions.MAX_BATCH} requests per batch", field="requests"
+            )
         results = decisions.answer_batch(conn, _engine(), key, items)
     for result in results:
         if "allowed" in result:
@@ -127,9 +136,17 @@ def advance_assessment(assessment_id: str) -> Response:
         key.require_tenant(tenant)
         assessments.check_id(assessment_id)
         role = decisions.identifier(body, "role")
-        expected = decisions.identifier(body, "expected_phase") if "expected_phase" in body else None
+        expected = (
+            decisions.identifier(body, "expected_phase") if "expected_phase" in body else None
+        )
         state = transitions.advance(
-            conn, _engine(), tenant, assessment_id, role=role, actor=_actor(body), expected_phase=expected
+            conn,
+            _engine(),
+            tenant,
+            assessment_id,
+            role=role,
+            actor=_actor(body),
+            expected_phase=expected,
         )
     return jsonify(state.to_json())
 

@@ -76,28 +76,41 @@ def subject(conn: Connection, tenant: str, assessment_id: str) -> Subject:
     ).one_or_none()
     if row is None:
         require_version(conn, tenant)  # an unknown tenant says so rather than "no assessment"
-        raise NotFound(f"unknown assessment {assessment_id!r} in tenant {tenant!r}", field="assessment")
+        raise NotFound(
+            f"unknown assessment {assessment_id!r} in tenant {tenant!r}", field="assessment"
+        )
     return Subject(row.area, row.phase, row.version)
 
 
-def create(conn: Connection, workflow: Workflow, tenant: str, assessment_id: str, area: str) -> State:
+def create(
+    conn: Connection, workflow: Workflow, tenant: str, assessment_id: str, area: str
+) -> State:
     """Register an assessment at its area's first phase; Conflict if the id is taken."""
     area_def = workflow.area_by_id.get(area)
     if area_def is None:
         raise InvalidRequest(f"unknown area {area!r}", field="area")
     require_version(conn, tenant)
     if _find(conn, tenant, assessment_id) is not None:
-        raise Conflict(f"assessment {assessment_id!r} already exists in tenant {tenant!r}", field="id")
+        raise Conflict(
+            f"assessment {assessment_id!r} already exists in tenant {tenant!r}", field="id"
+        )
     now = utcnow()
     values = dict(
-        tenant=tenant, id=assessment_id, area=area, phase=area_def.first_phase.id,
-        version=1, created_at=now, updated_at=now,
+        tenant=tenant,
+        id=assessment_id,
+        area=area,
+        phase=area_def.first_phase.id,
+        version=1,
+        created_at=now,
+        updated_at=now,
     )
     try:
         with conn.begin_nested():
             conn.execute(insert(Assessment).values(**values))
     except IntegrityError:  # created by a concurrent request between our check and insert
-        raise Conflict(f"assessment {assessment_id!r} already exists in tenant {tenant!r}", field="id") from None
+        raise Conflict(
+            f"assessment {assessment_id!r} already exists in tenant {tenant!r}", field="id"
+        ) from None
     return State(**values)  # type: ignore[arg-type]
 
 
@@ -136,4 +149,6 @@ def _find(conn: Connection, tenant: str, assessment_id: str) -> State | None:
     ).one_or_none()
     if row is None:
         return None
-    return State(row.tenant, row.id, row.area, row.phase, row.version, row.created_at, row.updated_at)
+    return State(
+        row.tenant, row.id, row.area, row.phase, row.version, row.created_at, row.updated_at
+    )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import secrets
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +19,6 @@ from service.db import Database
 from service.errors import ServiceError
 from service.models import Admin, ApiKey
 from service.policies import Cell, PolicyEngine, read_policy_file, tenants
-from service.workflows import load_workflow
 
 ALL_TENANTS = "*"
 
@@ -31,6 +29,8 @@ def main() -> None:
 
     Configuration comes from WORKFLOW_AUTHZ_* environment variables (see `workflow-authz config`).
     """
+    with _errors():
+        load_config()
 
 
 @contextmanager
@@ -51,12 +51,16 @@ def _engine() -> PolicyEngine:
 def default_cells() -> list[Cell]:
     """The shipped default policy's cells (rows of tenant `default` in policy/policy.csv)."""
     settings = load_config()
-    rows = read_policy_file(Path(settings["MODEL_PATH"]), Path(settings["POLICY_DIR"]) / "policy.csv")
+    rows = read_policy_file(
+        Path(settings["MODEL_PATH"]), Path(settings["POLICY_DIR"]) / "policy.csv"
+    )
     return [row[1:] for row in rows if row[0] == "default"]
 
 
 @main.command()
-@click.option("--quickstart", is_flag=True, help="Also create and print a first API key if none exists.")
+@click.option(
+    "--quickstart", is_flag=True, help="Also create and print a first API key if none exists."
+)
 def init(quickstart: bool) -> None:
     """Create or upgrade the schema; load the default policy into an empty store."""
     engine = _engine()
@@ -93,8 +97,12 @@ def _quickstart_admin(conn: Connection) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--workers", default=(os.cpu_count() or 1) * 2 + 1, show_default="2 x cores + 1",
-              type=click.IntRange(1, 64))
+@click.option(
+    "--workers",
+    default=(os.cpu_count() or 1) * 2 + 1,
+    show_default="2 x cores + 1",
+    type=click.IntRange(1, 64),
+)
 def serve(host: str, port: int, workers: int) -> None:
     """Serve the API with gunicorn (sync workers, one store connection pool each)."""
     from service.server import run
@@ -191,7 +199,11 @@ def show_config() -> None:
     """List the configuration variables, their current values and what each is for."""
     current = load_config()
     for setting in SETTINGS:
-        value = "(set)" if setting.name == "SECRET_KEY" and current[setting.name] else current[setting.name]
+        value = (
+            "(set)"
+            if setting.name == "SECRET_KEY" and current[setting.name]
+            else current[setting.name]
+        )
         click.echo(f"{PREFIX}{setting.name}={value}\n    {setting.description}")
 
 

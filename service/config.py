@@ -1,4 +1,4 @@
-"""Settings: defaults, overridden by WORKFLOW_AUTHZ_* environment variables, then by a test mapping."""
+"""Settings: defaults, then WORKFLOW_AUTHZ_* environment variables, then a test mapping."""
 
 from __future__ import annotations
 
@@ -8,8 +8,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from service.errors import ServiceError
+
 PREFIX = "WORKFLOW_AUTHZ_"
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(ServiceError):
+    """An environment variable holds a value the service cannot use (a usage error: exit 2)."""
+
+    code, exit_code = "bad_configuration", 2
 
 
 @dataclass(frozen=True)
@@ -57,5 +65,5 @@ def _convert(name: str, raw: str, default: Any) -> Any:
         try:
             return int(raw)
         except ValueError:
-            raise ValueError(f"{PREFIX}{name} must be an integer, got {raw!r}") from None
+            raise ConfigError(f"{PREFIX}{name} must be an integer, got {raw!r}") from None
     return raw

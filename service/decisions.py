@@ -47,14 +47,18 @@ def parse_question(body: Mapping[str, Any], extra: frozenset[str] = frozenset())
     if "assessment" in body:
         for name in ("area", "phase"):
             if name in body:
-                raise InvalidRequest(f"give either assessment, or area and phase; not both", field=name)
+                raise InvalidRequest(
+                    "give either assessment, or area and phase; not both", field=name
+                )
         assessment = body["assessment"]
         if not isinstance(assessment, str) or not ASSESSMENT_ID.match(assessment):
             raise InvalidRequest("assessment must be an assessment id string", field="assessment")
         return Question(tenant, role, action, assessment=assessment)
     if "area" not in body and "phase" not in body:
         raise InvalidRequest("give assessment, or area and phase", field="assessment")
-    return Question(tenant, role, action, area=identifier(body, "area"), phase=identifier(body, "phase"))
+    return Question(
+        tenant, role, action, area=identifier(body, "area"), phase=identifier(body, "phase")
+    )
 
 
 def identifier(body: Mapping[str, Any], name: str, default: str | None = None) -> str:
@@ -67,7 +71,9 @@ def identifier(body: Mapping[str, Any], name: str, default: str | None = None) -
     if not isinstance(value, str):
         raise InvalidRequest(f"{name} must be a string", field=name)
     if not is_identifier(value):
-        raise InvalidRequest(f"{name} must match [a-z][a-z0-9_]* (at most 64 characters)", field=name)
+        raise InvalidRequest(
+            f"{name} must match [a-z][a-z0-9_]* (at most 64 characters)", field=name
+        )
     return value
 
 
@@ -109,7 +115,9 @@ def to_json(decision: Decision, assessment: str | None = None) -> dict[str, Any]
 
 
 def _decide(engine: PolicyEngine, q: Question, s: Subject, conn: Connection) -> Decision:
-    return engine.decide(q.tenant, q.role, s.area, s.phase, q.action, version=s.policy_version, conn=conn)
+    return engine.decide(
+        q.tenant, q.role, s.area, s.phase, q.action, version=s.policy_version, conn=conn
+    )
 
 
 def _parse_item(key: Key, index: int, item: Any) -> tuple[str, Question | ServiceError]:
@@ -118,7 +126,9 @@ def _parse_item(key: Key, index: int, item: Any) -> tuple[str, Question | Servic
         return str(index), InvalidRequest(f"requests[{index}] must be an object", field="requests")
     item_id = item.get("id")
     if not isinstance(item_id, str) or not 0 < len(item_id) <= 128:
-        return str(index), InvalidRequest("each request needs an id string of 1-128 characters", field="id")
+        return str(index), InvalidRequest(
+            "each request needs an id string of 1-128 characters", field="id"
+        )
     try:
         question = parse_question(item, extra=frozenset({"id"}))
         key.require_tenant(question.tenant)
@@ -143,7 +153,10 @@ def _batch_result(
         if q.assessment is not None:
             found = subjects.get((q.tenant, q.assessment))
             if found is None:
-                raise NotFound(f"unknown assessment {q.assessment!r} in tenant {q.tenant!r}", field="assessment")
+                raise NotFound(
+                    f"unknown assessment {q.assessment!r} in tenant {q.tenant!r}",
+                    field="assessment",
+                )
         else:
             found = Subject(q.area or "", q.phase or "", versions[q.tenant])
         return {"id": item_id, **to_json(_decide(engine, q, found, conn), q.assessment)}
@@ -167,7 +180,13 @@ def _subjects(conn: Connection, questions: list[Question]) -> dict[tuple[str, st
         return {}
     keys = {(q.tenant, q.assessment or "") for q in questions}
     rows = conn.execute(
-        select(Assessment.tenant, Assessment.id, Assessment.area, Assessment.phase, PolicyVersion.version)
+        select(
+            Assessment.tenant,
+            Assessment.id,
+            Assessment.area,
+            Assessment.phase,
+            PolicyVersion.version,
+        )
         .join(PolicyVersion, PolicyVersion.tenant == Assessment.tenant)
         .where(tuple_(Assessment.tenant, Assessment.id).in_(keys))
     )

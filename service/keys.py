@@ -75,7 +75,9 @@ def authenticate(conn: Connection, header: str | None) -> Key:
 def revoke(conn: Connection, prefix: str) -> None:
     """Revoke a key by its prefix (the part after `wa_`); it fails from the next request on."""
     result = conn.execute(
-        update(ApiKey).where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None)).values(revoked_at=utcnow())
+        update(ApiKey)
+        .where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
     )
     if result.rowcount != 1:
         raise NotFound(f"no active key with prefix {prefix!r}")

@@ -1,4 +1,4 @@
-"""Prometheus metrics: request counts and latencies, decisions; aggregated across gunicorn workers."""
+"""Prometheus metrics: requests, latencies and decisions, summed across gunicorn workers."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from prometheus_client import (
 )
 
 REQUESTS = Counter(
-    "workflow_authz_http_requests_total", "HTTP requests answered.", ["method", "endpoint", "status"]
+    "workflow_authz_http_requests_total",
+    "HTTP requests answered.",
+    ["method", "endpoint", "status"],
 )
 LATENCY = Histogram(
     "workflow_authz_http_request_duration_seconds",

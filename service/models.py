@@ -68,9 +68,7 @@ class Transition(Base):
 
     __tablename__ = "transitions"
     __table_args__ = (
-        ForeignKeyConstraint(
-            ["tenant", "assessment_id"], ["assessments.tenant", "assessments.id"]
-        ),
+        ForeignKeyConstraint(["tenant", "assessment_id"], ["assessments.tenant", "assessments.id"]),
         Index("ix_transitions_assessment", "tenant", "assessment_id", "id"),
     )
 

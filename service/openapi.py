@@ -41,9 +41,13 @@ def _schemas() -> dict[str, Any]:
         "phase": IDENT,
     }
     state = {
-        "tenant": IDENT, "id": ASSESSMENT_ID, "area": IDENT, "phase": IDENT,
+        "tenant": IDENT,
+        "id": ASSESSMENT_ID,
+        "area": IDENT,
+        "phase": IDENT,
         "version": {"type": "integer", "minimum": 1},
-        "created_at": TIMESTAMP, "updated_at": TIMESTAMP,
+        "created_at": TIMESTAMP,
+        "updated_at": TIMESTAMP,
     }
     return {
         "ErrorObject": {
@@ -55,7 +59,11 @@ def _schemas() -> dict[str, Any]:
                 "field": {"type": "string"},
             },
         },
-        "Error": {"type": "object", "required": ["error"], "properties": {"error": _ref("ErrorObject")}},
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {"error": _ref("ErrorObject")},
+        },
         "Question": {
             "type": "object",
             "description": "Either `assessment`, or `area` and `phase`.",
@@ -71,15 +79,31 @@ def _schemas() -> dict[str, Any]:
         },
         "Decision": {
             "type": "object",
-            "required": ["allowed", "tenant", "role", "action", "area", "phase",
-                         "policy_version", "rule", "reason"],
+            "required": [
+                "allowed",
+                "tenant",
+                "role",
+                "action",
+                "area",
+                "phase",
+                "policy_version",
+                "rule",
+                "reason",
+            ],
             "properties": {
                 "allowed": {"type": "boolean"},
-                "tenant": IDENT, "role": IDENT, "action": IDENT, "area": IDENT, "phase": IDENT,
+                "tenant": IDENT,
+                "role": IDENT,
+                "action": IDENT,
+                "area": IDENT,
+                "phase": IDENT,
                 "assessment": {"type": ["string", "null"]},
                 "policy_version": {"type": "integer"},
-                "rule": {"type": ["array", "null"], "items": {"type": "string"},
-                         "description": "The policy row that allowed it: tenant, role, area, phase, action."},
+                "rule": {
+                    "type": ["array", "null"],
+                    "items": {"type": "string"},
+                    "description": "The row that allowed it: tenant, role, area, phase, action.",
+                },
                 "reason": {"type": "string"},
             },
         },
@@ -103,8 +127,11 @@ def _schemas() -> dict[str, Any]:
                                 "type": "object",
                                 "required": ["from_phase", "to_phase", "role", "actor", "at"],
                                 "properties": {
-                                    "from_phase": IDENT, "to_phase": IDENT, "role": IDENT,
-                                    "actor": {"type": "string"}, "at": TIMESTAMP,
+                                    "from_phase": IDENT,
+                                    "to_phase": IDENT,
+                                    "role": IDENT,
+                                    "actor": {"type": "string"},
+                                    "at": TIMESTAMP,
                                     "policy_version": {"type": "integer"},
                                 },
                             },
@@ -124,60 +151,136 @@ def _paths() -> dict[str, Any]:
     tenant_query = {"name": "tenant", "in": "query", "required": False, "schema": IDENT}
     id_path = {"name": "assessment_id", "in": "path", "required": True, "schema": ASSESSMENT_ID}
     return {
-        "/authorize": {"post": {
-            "summary": "Decide whether a role may perform an action on an assessment or at a phase.",
-            "requestBody": _body(_ref("Question")),
-            "responses": {"200": _json(_ref("Decision"), "The answer; a deny is allowed: false."),
-                          **_errors(400, 401, 403, 404, 413, 503)},
-        }},
-        "/authorize/batch": {"post": {
-            "summary": "Decide up to 1000 questions; results in request order.",
-            "requestBody": _body({
-                "type": "object", "required": ["requests"], "additionalProperties": False,
-                "properties": {"requests": {"type": "array", "maxItems": 1000,
-                                            "items": _ref("BatchQuestion")}},
-            }),
-            "responses": {"200": _json({"type": "object", "required": ["results"], "properties": {
-                "results": {"type": "array", "items": _ref("BatchResult")}}}, "One result per item."),
-                **_errors(400, 401, 413, 503)},
-        }},
-        "/assessments": {"post": {
-            "summary": "Register an assessment at its area's first phase.",
-            "requestBody": _body({"type": "object", "required": ["id", "area"], "additionalProperties": False,
-                                  "properties": {"tenant": IDENT, "id": ASSESSMENT_ID, "area": IDENT}}),
-            "responses": {"201": _json(_ref("State"), "Created."), **_errors(400, 401, 403, 404, 409, 413, 503)},
-        }},
-        "/assessments/{assessment_id}": {"get": {
-            "summary": "An assessment's state and transition history.",
-            "parameters": [id_path, tenant_query],
-            "responses": {"200": _json(_ref("StateWithHistory"), "The state."),
-                          **_errors(400, 401, 403, 404, 503)},
-        }},
-        "/assessments/{assessment_id}/advance": {"post": {
-            "summary": "Advance to the next phase (only the responsible role; compare-and-set).",
-            "parameters": [id_path],
-            "requestBody": _body({
-                "type": "object", "required": ["role", "actor"], "additionalProperties": False,
-                "properties": {"tenant": IDENT, "role": IDENT,
-                               "actor": {"type": "string", "minLength": 1, "maxLength": 200},
-                               "expected_phase": IDENT},
-            }),
-            "responses": {"200": _json(_ref("State"), "The new state."),
-                          **_errors(400, 401, 403, 404, 409, 413, 503)},
-        }},
-        "/healthz": {"get": {
-            "summary": "Liveness and store check.", "security": [],
-            "responses": {"200": _json({"type": "object", "properties": {
-                "status": {"type": "string"}, "store": {"type": "string"}}}, "Healthy."),
-                **_errors(503)},
-        }},
-        "/openapi.json": {"get": {"summary": "This document.", "security": [],
-                                  "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1.")}}},
-        "/metrics": {"get": {
-            "summary": "Prometheus metrics.", "security": [],
-            "responses": {"200": {"description": "Prometheus text format.",
-                                  "content": {"text/plain": {"schema": {"type": "string"}}}}},
-        }},
+        "/authorize": {
+            "post": {
+                "summary": "May a role perform an action on an assessment, or at a phase?",
+                "requestBody": _body(_ref("Question")),
+                "responses": {
+                    "200": _json(_ref("Decision"), "The answer; a deny is allowed: false."),
+                    **_errors(400, 401, 403, 404, 413, 503),
+                },
+            }
+        },
+        "/authorize/batch": {
+            "post": {
+                "summary": "Decide up to 1000 questions; results in request order.",
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["requests"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "requests": {
+                                "type": "array",
+                                "maxItems": 1000,
+                                "items": _ref("BatchQuestion"),
+                            }
+                        },
+                    }
+                ),
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["results"],
+                            "properties": {
+                                "results": {"type": "array", "items": _ref("BatchResult")}
+                            },
+                        },
+                        "One result per item.",
+                    ),
+                    **_errors(400, 401, 413, 503),
+                },
+            }
+        },
+        "/assessments": {
+            "post": {
+                "summary": "Register an assessment at its area's first phase.",
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["id", "area"],
+                        "additionalProperties": False,
+                        "properties": {"tenant": IDENT, "id": ASSESSMENT_ID, "area": IDENT},
+                    }
+                ),
+                "responses": {
+                    "201": _json(_ref("State"), "Created."),
+                    **_errors(400, 401, 403, 404, 409, 413, 503),
+                },
+            }
+        },
+        "/assessments/{assessment_id}": {
+            "get": {
+                "summary": "An assessment's state and transition history.",
+                "parameters": [id_path, tenant_query],
+                "responses": {
+                    "200": _json(_ref("StateWithHistory"), "The state."),
+                    **_errors(400, 401, 403, 404, 503),
+                },
+            }
+        },
+        "/assessments/{assessment_id}/advance": {
+            "post": {
+                "summary": "Advance to the next phase (responsible role only; compare-and-set).",
+                "parameters": [id_path],
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["role", "actor"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "tenant": IDENT,
+                            "role": IDENT,
+                            "actor": {"type": "string", "minLength": 1, "maxLength": 200},
+                            "expected_phase": IDENT,
+                        },
+                    }
+                ),
+                "responses": {
+                    "200": _json(_ref("State"), "The new state."),
+                    **_errors(400, 401, 403, 404, 409, 413, 503),
+                },
+            }
+        },
+        "/healthz": {
+            "get": {
+                "summary": "Liveness and store check.",
+                "security": [],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "status": {"type": "string"},
+                                "store": {"type": "string"},
+                            },
+                        },
+                        "Healthy.",
+                    ),
+                    **_errors(503),
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document.",
+                "security": [],
+                "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1.")},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics.",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text format.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
     }
 
 
@@ -185,13 +288,21 @@ def openapi_document() -> dict[str, Any]:
     """The whole description: every endpoint, its bodies, answers and errors."""
     return {
         "openapi": "3.1.0",
-        "info": {"title": "workflow-authz", "version": "1",
-                 "description": "Who may view, edit and advance assessments at each workflow phase."},
+        "info": {
+            "title": "workflow-authz",
+            "version": "1",
+            "description": "Who may view, edit and advance assessments at each workflow phase.",
+        },
         "security": [{"bearer": []}],
         "paths": _paths(),
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                           "description": "An API key from `workflow-authz keys create`."}},
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API key from `workflow-authz keys create`.",
+                }
+            },
             "schemas": _schemas(),
         },
     }

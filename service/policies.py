@@ -1,13 +1,14 @@
 """The one seam around casbin: the model, each tenant's policy rows, versions and decide().
 
-casbin parses model.conf; the rows live in casbin-sqlalchemy-adapter's `casbin_rule` table and a
-process reads one tenant's rows (by the tenant-leading index) when it first decides for it. Because the model's matcher is exact equality on all five
-fields with a some-allow effect -- checked when the model is loaded -- a request is allowed exactly
-when it equals one of the tenant's rows. Each loaded tenant is therefore compiled into a frozenset
-and a decision is one membership test instead of casbin's per-call matcher evaluation (which
-re-parses the matcher and scans every row). tests/test_policies.py proves both give the same
-answer for every cell. Writes are our own single transactions, never the adapter's auto-save,
-which commits row by row and deletes across tenants.
+casbin parses model.conf; the rows live in casbin-sqlalchemy-adapter's `casbin_rule` table, and a
+process reads one tenant's rows (by the tenant-leading index) when it first decides for it.
+Because the model's matcher is exact equality on all five fields with a some-allow effect --
+checked when the model is loaded -- a request is allowed exactly when it equals one of the
+tenant's rows. Each loaded tenant is therefore compiled into a frozenset and a decision is one
+membership test instead of casbin's per-call matcher evaluation (which re-parses the matcher and
+scans every row). tests/test_policies.py proves both give the same answer for every cell. Writes
+are our own single transactions, never the adapter's auto-save, which commits row by row and
+deletes across tenants.
 """
 
 from __future__ import annotations
@@ -213,7 +214,9 @@ class PolicyEngine:
         if current_version(conn, tenant) is not None:
             raise Conflict(f"tenant {tenant!r} already exists", field="tenant")
         conn.execute(
-            insert(PolicyVersion).values(tenant=tenant, version=1, updated_at=utcnow(), updated_by=actor)
+            insert(PolicyVersion).values(
+                tenant=tenant, version=1, updated_at=utcnow(), updated_by=actor
+            )
         )
         _insert_cells(conn, tenant, set(rows))
         return 1
@@ -276,12 +279,15 @@ def explain(policy: TenantPolicy, area: Area, cell: Cell, allowed: bool) -> str:
     where = f"{area_id} in phase {phase_id} ({label})"
     if allowed:
         return f"Allowed: {role} may {action} {where} by tenant {policy.tenant}'s policy."
+    denied = f"Denied: {role} may not {action} {where}"
     if action == "advance" and area.is_final(phase_id):
-        return f"Denied: {phase_id} is the final phase of {area_id}; nothing can advance it."
+        return f"{denied}: it is the final phase, which nothing advances."
     phases = [p for p in area.phases if (role, area_id, p.id, action) in policy.cells]
     if not phases:
-        return f"Denied: {role} may not {action} {area_id} in any phase of tenant {policy.tenant}'s policy."
-    return f"Denied: {role} may not {action} {where}; {role} may {action} {area_id} {_span(area, phases)}."
+        return (
+            f"{denied}; tenant {policy.tenant}'s policy lets {role} {action} {area_id} in no phase."
+        )
+    return f"{denied}; {role} may {action} {area_id} {_span(area, phases)}."
 
 
 def _span(area: Area, phases: Sequence[Phase]) -> str:
@@ -381,15 +387,24 @@ def _delete_cells(conn: Connection, tenant: str, cells: set[Cell]) -> None:
         )
 
 
-def _audit(conn: Connection, tenant: str, version: int, actor: str, changes: Sequence[CellChange]) -> None:
+def _audit(
+    conn: Connection, tenant: str, version: int, actor: str, changes: Sequence[CellChange]
+) -> None:
     at = utcnow()
     conn.execute(
         insert(PolicyChange),
         [
             dict(
-                tenant=tenant, version=version, actor=actor, at=at,
-                role=c.cell[0], area=c.cell[1], phase=c.cell[2], action=c.cell[3],
-                before=c.before, after=c.after,
+                tenant=tenant,
+                version=version,
+                actor=actor,
+                at=at,
+                role=c.cell[0],
+                area=c.cell[1],
+                phase=c.cell[2],
+                action=c.cell[3],
+                before=c.before,
+                after=c.after,
             )
             for c in changes
         ],

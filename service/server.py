@@ -31,7 +31,7 @@ def _child_exit(_server: Any, worker: Any) -> None:
     """Let the metrics of a worker that exited be merged, not lost or double-counted."""
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(worker.pid)
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
 
 def run(host: str, port: int, workers: int) -> None:

@@ -30,9 +30,17 @@ def advance(
     state = assessments.get(conn, tenant, assessment_id)
     area = engine.workflow.area_by_id[state.area]
     if expected_phase is not None and area.phase(expected_phase) is None:
-        raise InvalidRequest(f"unknown phase {expected_phase!r} of area {state.area!r}", field="expected_phase")
+        raise InvalidRequest(
+            f"unknown phase {expected_phase!r} of area {state.area!r}", field="expected_phase"
+        )
     decision = engine.decide(
-        tenant, role, state.area, state.phase, "advance", version=require_version(conn, tenant), conn=conn
+        tenant,
+        role,
+        state.area,
+        state.phase,
+        "advance",
+        version=require_version(conn, tenant),
+        conn=conn,
     )
     if expected_phase is not None and expected_phase != state.phase:
         raise Conflict(
@@ -58,9 +66,16 @@ def advance(
         raise Conflict(f"assessment {assessment_id!r} was changed concurrently; read it and retry")
     conn.execute(
         insert(Transition).values(
-            tenant=tenant, assessment_id=assessment_id, from_phase=state.phase,
-            to_phase=following.id, role=role, actor=actor,
-            policy_version=decision.policy_version, at=now,
+            tenant=tenant,
+            assessment_id=assessment_id,
+            from_phase=state.phase,
+            to_phase=following.id,
+            role=role,
+            actor=actor,
+            policy_version=decision.policy_version,
+            at=now,
         )
     )
-    return State(tenant, assessment_id, state.area, following.id, state.version + 1, state.created_at, now)
+    return State(
+        tenant, assessment_id, state.area, following.id, state.version + 1, state.created_at, now
+    )

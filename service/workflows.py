@@ -159,16 +159,26 @@ def definition_problems(workflow: Workflow) -> list[str]:
         ("area", [a.id for a in workflow.areas]),
         ("action", list(workflow.actions)),
     ):
-        problems += [f"duplicate {kind} {i!r}" for i in sorted({i for i in seq if seq.count(i) > 1})]
+        problems += [
+            f"duplicate {kind} {i!r}" for i in sorted({i for i in seq if seq.count(i) > 1})
+        ]
     for area in workflow.areas:
         phase_ids = [p.id for p in area.phases]
         if not phase_ids:
             problems.append(f"area {area.id!r} has no phases")
-        problems += [f"duplicate phase {i!r} in {area.id!r}" for i in set(phase_ids) if phase_ids.count(i) > 1]
+        problems += [
+            f"duplicate phase {i!r} in {area.id!r}"
+            for i in set(phase_ids)
+            if phase_ids.count(i) > 1
+        ]
         for phase in area.phases:
             if phase.responsible is not None and phase.responsible not in workflow.role_ids:
                 problems.append(f"phase {area.id}.{phase.id}: unknown role {phase.responsible!r}")
-    problems += [f"role {r.id!r}: kind must be audience or staff" for r in workflow.roles if r.kind not in ("audience", "staff")]
+    problems += [
+        f"role {r.id!r}: kind must be audience or staff"
+        for r in workflow.roles
+        if r.kind not in ("audience", "staff")
+    ]
     if not workflow.audiences or not workflow.staff:
         problems.append("the role catalogue needs at least one audience and one staff role")
     return problems

@@ -1,4 +1,4 @@
-"""Alembic environment: migrations run on the connection db.py hands over, or on the configured URL."""
+"""Alembic environment: migrate the connection db.py hands over, or the configured URL."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ connection = config.attributes.get("connection")
 
 
 def run() -> None:
-    """Run the migrations on the given connection (programmatic use) or a new engine (alembic CLI)."""
+    """Run the migrations on the given connection, or on a new engine (alembic CLI)."""
     if connection is not None:
         context.configure(connection=connection, target_metadata=None)
         with context.begin_transaction():

@@ -1,4 +1,4 @@
-"""Initial schema: policy rows with constraints, policy versions and audit, assessments, keys, admins.
+"""Initial schema: policy rows, policy versions and audit, assessments, keys, admins.
 
 Revision ID: 0001
 Revises:
@@ -88,9 +88,7 @@ def upgrade() -> None:
             ["tenant", "assessment_id"], ["assessments.tenant", "assessments.id"]
         ),
     )
-    op.create_index(
-        "ix_transitions_assessment", "transitions", ["tenant", "assessment_id", "id"]
-    )
+    op.create_index("ix_transitions_assessment", "transitions", ["tenant", "assessment_id", "id"])
     op.create_table(
         "api_keys",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
