@@ -1,0 +1,1 @@
+"""Benchmarks: measured figures for the issue targets, each printing one table from one run."""
