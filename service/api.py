@@ -72,7 +72,10 @@ def authorize() -> Response:
         key.require_tenant(question.tenant)
         decision = decisions.answer(conn, _engine(), question)
     DECISIONS.labels(str(decision.allowed).lower()).inc()
-    return jsonify(decisions.to_json(decision, question.assessment))
+    answer = decisions.to_json(decision, question.assessment, key)
+    response = jsonify(answer)
+    response.headers["X-Decision-Id"] = answer["decision_id"]
+    return response
 
 
 @bp.post("/authorize/batch")

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select, tuple_
 
+from service import decision_log
 from service.assessments import ASSESSMENT_ID, Subject, subject
 from service.errors import InvalidRequest, NotFound, ServiceError
 from service.keys import Key
@@ -95,12 +96,15 @@ def answer_batch(
     questions = [q for _, q in parsed if isinstance(q, Question)]
     versions = _versions(conn, {q.tenant for q in questions})
     subjects = _subjects(conn, [q for q in questions if q.assessment is not None])
-    return [_batch_result(engine, conn, item_id, q, versions, subjects) for item_id, q in parsed]
+    return [
+        _batch_result(engine, conn, key, item_id, q, versions, subjects) for item_id, q in parsed
+    ]
 
 
-def to_json(decision: Decision, assessment: str | None = None) -> dict[str, Any]:
-    """The spec's answer object."""
+def to_json(decision: Decision, assessment: str | None, key: Key) -> dict[str, Any]:
+    """The spec's answer object, under a new decision id written to the decision log."""
     return {
+        "decision_id": decision_log.record(decision, assessment, key),
         "allowed": decision.allowed,
         "tenant": decision.tenant,
         "role": decision.role,
@@ -140,6 +144,7 @@ def _parse_item(key: Key, index: int, item: Any) -> tuple[str, Question | Servic
 def _batch_result(
     engine: PolicyEngine,
     conn: Connection,
+    key: Key,
     item_id: str,
     q: Question | ServiceError,
     versions: Mapping[str, int],
@@ -159,7 +164,7 @@ def _batch_result(
                 )
         else:
             found = Subject(q.area or "", q.phase or "", versions[q.tenant])
-        return {"id": item_id, **to_json(_decide(engine, q, found, conn), q.assessment)}
+        return {"id": item_id, **to_json(_decide(engine, q, found, conn), q.assessment, key)}
     except ServiceError as error:
         if error.status >= 500:
             raise

@@ -80,6 +80,7 @@ def _schemas() -> dict[str, Any]:
         "Decision": {
             "type": "object",
             "required": [
+                "decision_id",
                 "allowed",
                 "tenant",
                 "role",
@@ -91,6 +92,10 @@ def _schemas() -> dict[str, Any]:
                 "reason",
             ],
             "properties": {
+                "decision_id": {
+                    "type": "string",
+                    "description": "Also in the X-Decision-Id header and the decision log.",
+                },
                 "allowed": {"type": "boolean"},
                 "tenant": IDENT,
                 "role": IDENT,
