@@ -11,10 +11,11 @@ from typing import Any
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from service.config import load_config
+from service.config import ConfigError, load_config
 from service.db import Database
-from service.errors import ServiceError
+from service.errors import RateLimited, ServiceError
 from service.policies import PolicyEngine
+from service.throttle import FailureThrottle
 from service.workflows import load_workflow
 
 log = logging.getLogger("workflow_authz")
@@ -56,6 +57,19 @@ def init_app(app: Flask) -> None:
     )
     app.extensions["workflow_authz.db"] = db
     app.extensions["workflow_authz.policies"] = engine
+    app.extensions["workflow_authz.throttle"] = FailureThrottle()
+    _configure_logging(app.config["LOG_LEVEL"])
+
+
+def _configure_logging(level: str) -> None:
+    """Log lines to stderr as bare messages (decision lines are JSON); gunicorn collects them."""
+    if not isinstance(logging.getLevelName(level.upper()), int):
+        raise ConfigError(f"WORKFLOW_AUTHZ_LOG_LEVEL: unknown level {level!r}")
+    log.setLevel(level.upper())
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
 
 
 def _register_errors(app: Flask) -> None:
@@ -65,7 +79,10 @@ def _register_errors(app: Flask) -> None:
     def service_error(error: ServiceError) -> tuple[Response, int]:
         if error.status >= 500:
             log.warning("%s: %s (cause: %r)", error.code, error.message, error.__cause__)
-        return jsonify({"error": error.to_dict()}), error.status
+        response = jsonify({"error": error.to_dict()})
+        if isinstance(error, RateLimited):
+            response.headers["Retry-After"] = str(error.retry_after)
+        return response, error.status
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> tuple[Response, int]:

@@ -9,11 +9,12 @@ from sqlalchemy import Connection, text
 
 from service import assessments, decisions, keys, transitions
 from service.db import Database
-from service.errors import InvalidRequest, Unavailable
+from service.errors import InvalidRequest, Unauthorized, Unavailable
 from service.keys import Key
 from service.metrics import DECISIONS, exposition
 from service.openapi import openapi_document
 from service.policies import PolicyEngine
+from service.throttle import FailureThrottle
 
 bp = Blueprint("api", __name__)
 
@@ -39,7 +40,15 @@ def _body() -> dict[str, Any]:
 
 
 def _authenticate(conn: Connection) -> Key:
-    return keys.authenticate(conn, request.headers.get("Authorization"))
+    """The caller's key; failures are counted per address and too many get 429 for a while."""
+    throttle: FailureThrottle = current_app.extensions["workflow_authz.throttle"]
+    address = request.remote_addr or "unknown"
+    throttle.check(address)
+    try:
+        return keys.authenticate(conn, request.headers.get("Authorization"))
+    except Unauthorized:
+        throttle.fail(address)
+        raise
 
 
 def _only(body: dict[str, Any], allowed: set[str]) -> None:

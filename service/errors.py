@@ -55,6 +55,16 @@ class TooLarge(ServiceError):
     status, code = 413, "too_large"
 
 
+class RateLimited(ServiceError):
+    """Too many failed authentications from one address; `retry_after` in seconds."""
+
+    status, code = 429, "rate_limited"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class Unavailable(ServiceError):
     """The store cannot be read or written: the service cannot answer, and never allows."""
 

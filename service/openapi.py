@@ -26,6 +26,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         404: "Unknown tenant or assessment.",
         409: "Conflict with the current state.",
         413: "Request body too large.",
+        429: "Too many failed authentications from this address; see Retry-After.",
         503: "The store cannot be read: nothing is allowed.",
     }
     return {str(s): _json(_ref("Error"), texts[s]) for s in statuses}
@@ -162,7 +163,7 @@ def _paths() -> dict[str, Any]:
                 "requestBody": _body(_ref("Question")),
                 "responses": {
                     "200": _json(_ref("Decision"), "The answer; a deny is allowed: false."),
-                    **_errors(400, 401, 403, 404, 413, 503),
+                    **_errors(400, 401, 403, 404, 413, 503, 429),
                 },
             }
         },
@@ -194,7 +195,7 @@ def _paths() -> dict[str, Any]:
                         },
                         "One result per item.",
                     ),
-                    **_errors(400, 401, 413, 503),
+                    **_errors(400, 401, 413, 503, 429),
                 },
             }
         },
@@ -211,7 +212,7 @@ def _paths() -> dict[str, Any]:
                 ),
                 "responses": {
                     "201": _json(_ref("State"), "Created."),
-                    **_errors(400, 401, 403, 404, 409, 413, 503),
+                    **_errors(400, 401, 403, 404, 409, 413, 503, 429),
                 },
             }
         },
@@ -221,7 +222,7 @@ def _paths() -> dict[str, Any]:
                 "parameters": [id_path, tenant_query],
                 "responses": {
                     "200": _json(_ref("StateWithHistory"), "The state."),
-                    **_errors(400, 401, 403, 404, 503),
+                    **_errors(400, 401, 403, 404, 503, 429),
                 },
             }
         },
@@ -244,7 +245,7 @@ def _paths() -> dict[str, Any]:
                 ),
                 "responses": {
                     "200": _json(_ref("State"), "The new state."),
-                    **_errors(400, 401, 403, 404, 409, 413, 503),
+                    **_errors(400, 401, 403, 404, 409, 413, 503, 429),
                 },
             }
         },
