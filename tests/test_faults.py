@@ -50,7 +50,7 @@ def test_sqlite_store_unreadable_gives_503(sqlite_url: str) -> None:
 
 @pytest.mark.postgres
 def test_postgres_store_gone_gives_503_and_recovers(pg_url: str) -> None:
-    app = create_app({"DATABASE_URL": pg_url})
+    app = create_app({"DATABASE_URL": pg_url, "TESTING": True})
     from service import keys
 
     with app.extensions["workflow_authz.db"].write() as conn:
@@ -74,7 +74,9 @@ def test_postgres_store_gone_gives_503_and_recovers(pg_url: str) -> None:
 
 
 def test_unreachable_postgres_url_gives_503() -> None:
-    app = create_app({"DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none"})
+    app = create_app(
+        {"DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none", "TESTING": True}
+    )
     _assert_unavailable(
         app.test_client().post(
             "/authorize", json=QUESTION, headers={"Authorization": "Bearer wa_x_y"}
