@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -9,7 +10,7 @@ from sqlalchemy import Connection, text
 
 from service import assessments, decisions, keys, transitions
 from service.db import Database
-from service.errors import InvalidRequest, Unauthorized, Unavailable
+from service.errors import InvalidRequest, ServiceError, Unauthorized, Unavailable
 from service.keys import Key
 from service.metrics import DECISIONS, exposition
 from service.openapi import openapi_document
@@ -137,30 +138,84 @@ def get_assessment(assessment_id: str) -> Response:
     return jsonify({**state.to_json(), "history": history})
 
 
+@dataclass(frozen=True)
+class AdvanceRequest:
+    """Who advances, on whose behalf, and (optionally) from which phase they believe it is in."""
+
+    tenant: str
+    role: str
+    actor: str
+    expected_phase: str | None
+
+
+def _advance_request(
+    body: dict[str, Any], key: Key, extra: frozenset[str] = frozenset()
+) -> AdvanceRequest:
+    _only(body, {"tenant", "role", "actor", "expected_phase"} | extra)
+    tenant = decisions.identifier(body, "tenant", default=decisions.DEFAULT_TENANT)
+    key.require_tenant(tenant)
+    role = decisions.identifier(body, "role")
+    expected = decisions.identifier(body, "expected_phase") if "expected_phase" in body else None
+    return AdvanceRequest(tenant, role, _actor(body), expected)
+
+
+def _advance(conn: Connection, request_: AdvanceRequest, assessment_id: str) -> dict[str, Any]:
+    state = transitions.advance(
+        conn,
+        _engine(),
+        request_.tenant,
+        assessments.check_id(assessment_id),
+        role=request_.role,
+        actor=request_.actor,
+        expected_phase=request_.expected_phase,
+    )
+    return state.to_json()
+
+
 @bp.post("/assessments/<assessment_id>/advance")
 def advance_assessment(assessment_id: str) -> Response:
     """Advance to the next phase if the role may; exactly one of concurrent advances wins."""
     body = _body()
     with _db().write() as conn:
+        advance = _advance_request(body, _authenticate(conn))
+        return jsonify(_advance(conn, advance, assessment_id))
+
+
+@bp.post("/assessments/advance")
+def advance_assessments() -> Response:
+    """Advance up to 1000 assessments, each in its own transaction: one failure blocks no other."""
+    body = _body()
+    with _db().read() as conn:
+        advance = _advance_request(body, _authenticate(conn), extra=frozenset({"ids"}))
+    ids = body.get("ids")
+    if not isinstance(ids, list) or not 0 < len(ids) <= decisions.MAX_BATCH:
+        raise InvalidRequest(
+            f"ids must be a list of 1-{decisions.MAX_BATCH} assessment ids", field="ids"
+        )
+    return jsonify({"results": [_advance_one(advance, item) for item in ids]})
+
+
+def _advance_one(advance: AdvanceRequest, assessment_id: Any) -> dict[str, Any]:
+    """One item of a bulk advance: the new state, or the error a single advance would give."""
+    try:
+        with _db().write() as conn:
+            return _advance(conn, advance, assessment_id)
+    except ServiceError as error:
+        return {
+            "id": assessment_id if isinstance(assessment_id, str) else None,
+            "error": error.to_dict(),
+        }
+
+
+@bp.post("/permissions")
+def permissions() -> Response:
+    """Which actions the role may take on an assessment (or at a phase): the buttons to show."""
+    body = _body()
+    with _db().read() as conn:
         key = _authenticate(conn)
-        _only(body, {"tenant", "role", "actor", "expected_phase"})
-        tenant = decisions.identifier(body, "tenant", default=decisions.DEFAULT_TENANT)
-        key.require_tenant(tenant)
-        assessments.check_id(assessment_id)
-        role = decisions.identifier(body, "role")
-        expected = (
-            decisions.identifier(body, "expected_phase") if "expected_phase" in body else None
-        )
-        state = transitions.advance(
-            conn,
-            _engine(),
-            tenant,
-            assessment_id,
-            role=role,
-            actor=_actor(body),
-            expected_phase=expected,
-        )
-    return jsonify(state.to_json())
+        question = decisions.parse_listing(body)
+        key.require_tenant(question.tenant)
+        return jsonify(decisions.permitted(conn, _engine(), question))
 
 
 @bp.get("/healthz")

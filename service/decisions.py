@@ -40,11 +40,26 @@ class Question:
 
 def parse_question(body: Mapping[str, Any], extra: frozenset[str] = frozenset()) -> Question:
     """Validate the shape of a question; InvalidRequest names the first field at fault."""
-    unknown = sorted(set(body) - QUESTION_FIELDS - extra)
+    _refuse_unknown(body, QUESTION_FIELDS | extra)
+    return _question(body, identifier(body, "action"))
+
+
+def parse_listing(body: Mapping[str, Any]) -> Question:
+    """A question without an action, for listing every permitted action (POST /permissions)."""
+    _refuse_unknown(body, QUESTION_FIELDS - {"action"})
+    return _question(body, "")
+
+
+def _refuse_unknown(body: Mapping[str, Any], allowed: frozenset[str]) -> None:
+    unknown = sorted(set(body) - allowed)
     if unknown:
         raise InvalidRequest(f"unknown field {unknown[0]!r}", field=unknown[0])
+
+
+def _question(body: Mapping[str, Any], action: str) -> Question:
+    """Tenant, role and either an assessment or an area and phase."""
     tenant = identifier(body, "tenant", default=DEFAULT_TENANT)
-    role, action = identifier(body, "role"), identifier(body, "action")
+    role = identifier(body, "role")
     if "assessment" in body:
         for name in ("area", "phase"):
             if name in body:
@@ -80,12 +95,37 @@ def identifier(body: Mapping[str, Any], name: str, default: str | None = None) -
 
 def answer(conn: Connection, engine: PolicyEngine, question: Question) -> Decision:
     """Decide one question, reading the assessment's phase or the tenant's version first."""
+    return _decide(engine, question, locate(conn, question), conn)
+
+
+def permitted(conn: Connection, engine: PolicyEngine, question: Question) -> dict[str, Any]:
+    """Every action the role may take on the assessment or at the phase: the buttons to show."""
+    found = locate(conn, question)
+    actions = engine.permitted(
+        question.tenant,
+        question.role,
+        found.area,
+        found.phase,
+        version=found.policy_version,
+        conn=conn,
+    )
+    return {
+        "tenant": question.tenant,
+        "role": question.role,
+        "area": found.area,
+        "phase": found.phase,
+        "assessment": question.assessment,
+        "actions": actions,
+        "policy_version": found.policy_version,
+    }
+
+
+def locate(conn: Connection, question: Question) -> Subject:
+    """The area, phase and policy version a question is about (the assessment's current phase)."""
     if question.assessment is not None:
-        found = subject(conn, question.tenant, question.assessment)
-    else:
-        version = require_version(conn, question.tenant)
-        found = Subject(question.area or "", question.phase or "", version)
-    return _decide(engine, question, found, conn)
+        return subject(conn, question.tenant, question.assessment)
+    version = require_version(conn, question.tenant)
+    return Subject(question.area or "", question.phase or "", version)
 
 
 def answer_batch(

@@ -249,6 +249,87 @@ def _paths() -> dict[str, Any]:
                 },
             }
         },
+        "/assessments/advance": {
+            "post": {
+                "summary": "Advance many assessments; each succeeds or fails on its own.",
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["role", "actor", "ids"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "tenant": IDENT,
+                            "role": IDENT,
+                            "actor": {"type": "string", "minLength": 1, "maxLength": 200},
+                            "expected_phase": IDENT,
+                            "ids": {
+                                "type": "array",
+                                "minItems": 1,
+                                "maxItems": 1000,
+                                "items": ASSESSMENT_ID,
+                            },
+                        },
+                    }
+                ),
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["results"],
+                            "properties": {
+                                "results": {
+                                    "type": "array",
+                                    "description": "Per id, in order: the new State, or "
+                                    "`id` and `error` as a single advance would give.",
+                                    "items": {"type": "object", "required": ["id"]},
+                                }
+                            },
+                        },
+                        "One result per id.",
+                    ),
+                    **_errors(400, 401, 403, 413, 503, 429),
+                },
+            }
+        },
+        "/permissions": {
+            "post": {
+                "summary": "Every action a role may take on an assessment or at a phase.",
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["role"],
+                        "additionalProperties": False,
+                        "description": "Either `assessment`, or `area` and `phase`.",
+                        "properties": {
+                            "tenant": IDENT,
+                            "role": IDENT,
+                            "assessment": ASSESSMENT_ID,
+                            "area": IDENT,
+                            "phase": IDENT,
+                        },
+                    }
+                ),
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["actions", "phase", "policy_version"],
+                            "properties": {
+                                "tenant": IDENT,
+                                "role": IDENT,
+                                "area": IDENT,
+                                "phase": IDENT,
+                                "assessment": {"type": ["string", "null"]},
+                                "actions": {"type": "array", "items": IDENT},
+                                "policy_version": {"type": "integer"},
+                            },
+                        },
+                        "The permitted actions, in the workflow definition's order.",
+                    ),
+                    **_errors(400, 401, 403, 404, 413, 503, 429),
+                },
+            }
+        },
         "/healthz": {
             "get": {
                 "summary": "Liveness and store check.",

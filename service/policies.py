@@ -159,6 +159,21 @@ class PolicyEngine:
             reason=explain(policy, area_def, cell, allowed),
         )
 
+    def permitted(
+        self,
+        tenant: str,
+        role: str,
+        area: str,
+        phase: str,
+        *,
+        version: int,
+        conn: Connection | None = None,
+    ) -> list[str]:
+        """The actions `role` may take at this phase, in the definition's order."""
+        self.validate(role=role, action=self.workflow.actions[0], area=area, phase=phase)
+        cells = self.policy(tenant, version, conn).cells
+        return [a for a in self.workflow.actions if (role, area, phase, a) in cells]
+
     def validate(self, *, role: str, action: str, area: str, phase: str) -> Area:
         """Refuse unknown identifiers with a 400 naming the field; returns the area."""
         if role not in self.workflow.role_ids:

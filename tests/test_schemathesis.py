@@ -40,6 +40,8 @@ OPERATIONS = [
     ("/assessments", "POST"),
     ("/assessments/{assessment_id}", "GET"),
     ("/assessments/{assessment_id}/advance", "POST"),
+    ("/assessments/advance", "POST"),
+    ("/permissions", "POST"),
     ("/healthz", "GET"),
     ("/openapi.json", "GET"),
 ]
