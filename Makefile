@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint policy-check bench clean
 
 $(BIN)/workflow-authz: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,9 +19,15 @@ run: $(BIN)/workflow-authz
 	$(BIN)/workflow-authz init --quickstart
 	$(BIN)/workflow-authz serve --host $(HOST) --port $(PORT)
 
-## Lint, type-check, then the whole test suite (PostgreSQL tests skip when no server answers, outside CI).
-test: $(BIN)/workflow-authz lint
+## Lint, type-check, check the shipped policy, then the whole test suite
+## (PostgreSQL tests skip when no server answers, outside CI).
+test: $(BIN)/workflow-authz lint policy-check
 	$(BIN)/python -m pytest
+
+## The repository's own policy files, as a school's CI would check theirs.
+policy-check: $(BIN)/workflow-authz
+	$(BIN)/workflow-authz check
+	$(BIN)/workflow-authz test --min-coverage 100
 
 lint: $(BIN)/workflow-authz
 	$(BIN)/ruff check service tests bench

@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 import secrets
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import click
 from sqlalchemy import Connection, select
@@ -19,6 +18,7 @@ from service.db import Database
 from service.errors import ServiceError
 from service.models import Admin, ApiKey
 from service.policies import Cell, PolicyEngine, read_policy_file, tenants
+from service.policy_cli import check_command, test_command
 
 ALL_TENANTS = "*"
 
@@ -207,10 +207,8 @@ def show_config() -> None:
         click.echo(f"{PREFIX}{setting.name}={value}\n    {setting.description}")
 
 
-def _register(command: Callable[..., Any] | None) -> None:
-    if isinstance(command, click.Command):
-        main.add_command(command)
-
+main.add_command(check_command)
+main.add_command(test_command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
