@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test lint policy-check bench clean
+.PHONY: run test lint policy-check browser bench clean
 
 $(BIN)/workflow-authz: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,15 @@ run: $(BIN)/workflow-authz
 
 ## Lint, type-check, check the shipped policy, then the whole test suite
 ## (PostgreSQL tests skip when no server answers, outside CI).
-test: $(BIN)/workflow-authz lint policy-check
+test: $(BIN)/workflow-authz lint policy-check browser
 	$(BIN)/python -m pytest
+
+## Debian's Chromium for the admin form's browser tests (Playwright drives it; nothing is downloaded
+## by Playwright itself). Installed only when missing and when we may (root, apt-get present).
+browser:
+	@if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium wrk >/dev/null; \
+	fi
 
 ## The repository's own policy files, as a school's CI would check theirs.
 policy-check: $(BIN)/workflow-authz

@@ -43,6 +43,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from service import api
 
     app.register_blueprint(api.bp)
+    _register_admin(app)
     _register_errors(app)
     _register_metrics(app)
     return app
@@ -70,6 +71,20 @@ def _configure_logging(level: str) -> None:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         log.addHandler(handler)
+
+
+def _register_admin(app: Flask) -> None:
+    """The sysadmin form: sessions signed with a stable key in an HttpOnly, SameSite=Lax cookie
+    (Secure over HTTPS), CSRF on its forms, and its blueprint with HTML error pages."""
+    from service import admin
+
+    app.config["SECRET_KEY"] = admin.secret_key(app.config)
+    app.config.update(
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=admin.SESSION_LIFETIME,
+    )
+    admin.init_app(app)
 
 
 def _register_errors(app: Flask) -> None:

@@ -41,7 +41,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("POLICY_CACHE_TENANTS", 2048, "How many tenants' policies a process keeps in memory."),
     Setting("POOL_SIZE", 4, "Database connections kept open per process (PostgreSQL)."),
     Setting("MAX_BODY_BYTES", 262144, "Largest accepted request body; larger bodies get 413."),
-    Setting("SECRET_KEY", "", "Signs admin sessions; generated into var/ when empty."),
+    Setting(
+        "SECRET_KEY",
+        "",
+        "Signs admin sessions; when empty, generated into a secret_key file beside a SQLite "
+        "store; required for other stores (every host must share it).",
+    ),
+    Setting(
+        "SESSION_COOKIE_SECURE",
+        False,
+        "Mark the admin session cookie Secure even when TLS ends at a proxy in front "
+        "(it is always Secure on requests that arrive over HTTPS).",
+    ),
     Setting("LOG_LEVEL", "INFO", "Python logging level."),
 )
 
@@ -61,6 +72,10 @@ def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
 
 def _convert(name: str, raw: str, default: Any) -> Any:
     """Parse an environment string as the setting's type, naming the variable when it is wrong."""
+    if isinstance(default, bool):
+        if raw.lower() not in ("1", "0", "true", "false", "yes", "no", ""):
+            raise ConfigError(f"{PREFIX}{name} must be true or false, got {raw!r}")
+        return raw.lower() in ("1", "true", "yes")
     if isinstance(default, int):
         try:
             return int(raw)

@@ -1,0 +1,466 @@
+"""The sysadmin's Workflow page through Flask's test client, on SQLite and PostgreSQL (issue 3):
+login with lockout, tenant scoping, CSRF, review then save in one transaction with an audit row
+per cell, refusal of invalid matrices and of stale forms (nothing saved), the audit log, HTML
+errors and security headers on admin pages only, and the session signing key."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select, update
+
+from service import accounts, admin, create_app
+from service.cli import default_cells
+from service.config import ConfigError
+from service.db import Database
+from service.models import Admin, PolicyChange, utcnow
+from service.policies import PolicyEngine, current_version, tenant_cells
+from tests.conftest import Api
+
+PASSWORD = "correct horse battery staple"
+PARENT_SEES_APPROVAL = ("parent", "behaviour", "organisation_approval", "view")
+
+
+# -- helpers: an admin as a browser would be ------------------------------------------------------
+
+
+class FormFields(HTMLParser):
+    """What a browser submits from the page's POST form of a class: hidden inputs, ticked
+    checkboxes and each select's chosen option."""
+
+    def __init__(self, form_class: str) -> None:
+        super().__init__()
+        self.form_class = form_class
+        self.inside = False
+        self.fields: dict[str, str] = {}
+        self.select: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "form":
+            self.inside = self.form_class in a.get("class", "").split()
+        elif self.inside and tag == "input" and a.get("type") == "hidden":
+            self.fields[a["name"]] = a.get("value", "")
+        elif self.inside and tag == "input" and "checked" in a:
+            self.fields[a["name"]] = a.get("value") or "on"
+        elif self.inside and tag == "select":
+            self.select = a["name"]
+        elif (
+            self.select and tag == "option" and ("selected" in a or self.select not in self.fields)
+        ):
+            self.fields[self.select] = a["value"]
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "select":
+            self.select = None
+
+
+def form_fields(html: str, form_class: str = "matrix") -> dict[str, str]:
+    reader = FormFields(form_class)
+    reader.feed(html)
+    return reader.fields
+
+
+def csrf_token(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "every form carries a CSRF token"
+    return match.group(1)
+
+
+def make_admin(db: Database, username: str, tenant: str | None = None) -> str:
+    with db.write() as conn:
+        accounts.create_admin(conn, username, tenant, PASSWORD)
+    return username
+
+
+def log_in(client: FlaskClient, username: str, password: str = PASSWORD) -> Any:
+    token = csrf_token(client.get("/admin/login").text)
+    return client.post(
+        "/admin/login", data={"csrf_token": token, "username": username, "password": password}
+    )
+
+
+@pytest.fixture
+def sysadmin(app: Flask, db: Database) -> FlaskClient:
+    """A client logged in as an admin of every tenant."""
+    client = app.test_client()
+    make_admin(db, "sysadmin")
+    assert log_in(client, "sysadmin").status_code == 303
+    return client
+
+
+def behaviour_form(client: FlaskClient, tenant: str = "default") -> dict[str, str]:
+    page = client.get(f"/admin/workflow/behaviour?tenant={tenant}")
+    assert page.status_code == 200
+    return form_fields(page.text)
+
+
+def stored(db: Database, tenant: str = "default") -> tuple[int | None, list[Any], int]:
+    """The tenant's policy version, its behaviour cells and the number of audit rows."""
+    with db.read() as conn:
+        audit = conn.execute(select(func.count()).select_from(PolicyChange)).scalar_one()
+        return current_version(conn, tenant), tenant_cells(conn, tenant, "behaviour"), audit
+
+
+def authorize(api: Api, role: str, phase: str, action: str = "view") -> bool:
+    body = {"role": role, "action": action, "area": "behaviour", "phase": phase}
+    answer = api.post("/authorize", body)
+    assert answer.status_code == 200, answer.json
+    allowed: bool = answer.json["allowed"]
+    return allowed
+
+
+# -- login -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/admin/", "/admin/workflow/behaviour", "/admin/audit"])
+def test_pages_redirect_to_the_login_when_not_logged_in(app: Flask, path: str) -> None:
+    response = app.test_client().get(path)
+    assert response.status_code == 302
+    assert response.headers["Location"] == f"/admin/login?next={path}"
+
+
+def test_logging_in_lands_on_the_page_asked_for_with_a_hardened_cookie(
+    app: Flask, db: Database
+) -> None:
+    make_admin(db, "sysadmin")
+    client = app.test_client()
+    token = csrf_token(client.get("/admin/login?next=/admin/audit").text)
+    response = client.post(
+        "/admin/login",
+        data={
+            "csrf_token": token,
+            "username": "sysadmin",
+            "password": PASSWORD,
+            "next": "/admin/audit",
+        },
+    )
+    assert response.status_code == 303 and response.headers["Location"] == "/admin/audit"
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+
+
+def test_the_session_cookie_is_secure_over_https(app: Flask, db: Database) -> None:
+    make_admin(db, "sysadmin")
+    client = app.test_client()
+    token = csrf_token(client.get("/admin/login", base_url="https://localhost").text)
+    response = client.post(
+        "/admin/login",
+        base_url="https://localhost",
+        headers={"Referer": "https://localhost/admin/login"},  # Flask-WTF checks it over HTTPS
+        data={"csrf_token": token, "username": "sysadmin", "password": PASSWORD},
+    )
+    assert response.status_code == 303
+    assert "Secure" in response.headers["Set-Cookie"]
+
+
+def test_a_login_never_sends_the_admin_to_another_site(app: Flask, db: Database) -> None:
+    make_admin(db, "sysadmin")
+    client = app.test_client()
+    token = csrf_token(client.get("/admin/login").text)
+    data = {"csrf_token": token, "username": "sysadmin", "password": PASSWORD}
+    response = client.post("/admin/login", data=data | {"next": "https://evil.example/admin/"})
+    assert response.headers["Location"] == "/admin/"
+
+
+def test_a_wrong_password_or_unknown_name_is_refused_alike(app: Flask, db: Database) -> None:
+    make_admin(db, "sysadmin")
+    client = app.test_client()
+    for username, password in [("sysadmin", "wrong password!!"), ("nobody", PASSWORD)]:
+        response = log_in(client, username, password)
+        assert response.status_code == 200
+        assert "Wrong username or password." in response.text
+    assert client.get("/admin/audit").status_code == 302
+
+
+def test_repeated_failures_lock_the_account_for_a_while(app: Flask, db: Database) -> None:
+    make_admin(db, "sysadmin")
+    client = app.test_client()
+    for _ in range(admin.MAX_FAILED_LOGINS - 1):
+        assert log_in(client, "sysadmin", "wrong password!!").status_code == 200
+    locked = log_in(client, "sysadmin", "wrong password!!")
+    assert locked.status_code == 429 and "locked until" in locked.text
+    assert int(locked.headers["Retry-After"]) > 14 * 60
+    still = log_in(client, "sysadmin", PASSWORD)
+    assert still.status_code == 429, "the right password does not open a locked account"
+    with db.write() as conn:  # the lock runs out
+        conn.execute(update(Admin).values(locked_until=utcnow() - timedelta(seconds=1)))
+    assert log_in(client, "sysadmin", PASSWORD).status_code == 303
+    with db.read() as conn:
+        assert conn.execute(select(Admin.failed_logins)).scalar_one() == 0
+
+
+def test_logging_out_ends_the_session(sysadmin: FlaskClient) -> None:
+    token = csrf_token(sysadmin.get("/admin/audit?tenant=default").text)
+    assert sysadmin.post("/admin/logout", data={"csrf_token": token}).status_code == 303
+    assert sysadmin.get("/admin/audit?tenant=default").status_code == 302
+
+
+# -- CSRF and tenants ------------------------------------------------------------------------------
+
+
+def test_a_post_without_its_csrf_token_is_refused_and_saves_nothing(
+    sysadmin: FlaskClient, db: Database
+) -> None:
+    before = stored(db)
+    form = behaviour_form(sysadmin)
+    form.pop("csrf_token")
+    form |= {"view-organisation_approval-parent": "on", "step": "save"}
+    response = sysadmin.post("/admin/workflow/behaviour", data=form)
+    assert response.status_code == 400
+    assert response.content_type.startswith("text/html")
+    assert "did not come from this site" in response.text
+    assert stored(db) == before
+
+
+def test_the_login_form_needs_its_csrf_token_too(app: Flask, db: Database) -> None:
+    make_admin(db, "sysadmin")
+    response = app.test_client().post(
+        "/admin/login", data={"username": "sysadmin", "password": PASSWORD}
+    )
+    assert response.status_code == 400
+
+
+def test_a_tenant_admin_manages_its_own_tenant_only(
+    app: Flask, db: Database, policy_engine: PolicyEngine
+) -> None:
+    with db.write() as conn:
+        policy_engine.create_tenant(conn, "north", default_cells(), actor="test")
+    make_admin(db, "north_admin", tenant="north")
+    client = app.test_client()
+    log_in(client, "north_admin")
+    assert client.get("/admin/").headers["Location"] == "/admin/workflow/behaviour?tenant=north"
+    assert "Tenant <strong>north</strong>" in client.get("/admin/workflow/behaviour").text
+    before = stored(db)
+    refused = client.get("/admin/workflow/behaviour?tenant=default")
+    assert refused.status_code == 403 and "north" in refused.text
+    assert client.get("/admin/audit?tenant=default").status_code == 403
+    form = behaviour_form(client, "north") | {"tenant": "default", "step": "save"}
+    form["view-organisation_approval-parent"] = "on"
+    assert client.post("/admin/workflow/behaviour", data=form).status_code == 403
+    assert stored(db) == before
+
+
+def test_an_all_tenant_admin_picks_the_tenant(
+    sysadmin: FlaskClient, db: Database, policy_engine: PolicyEngine
+) -> None:
+    with db.write() as conn:
+        policy_engine.create_tenant(conn, "north", default_cells(), actor="test")
+    assert sysadmin.get("/admin/").headers["Location"] == "/admin/workflow/behaviour"
+    assert sysadmin.get("/admin/workflow/behaviour").headers["Location"] == "/admin/tenants"
+    picker = sysadmin.get("/admin/tenants").text
+    assert 'href="/admin/?tenant=default"' in picker and 'href="/admin/?tenant=north"' in picker
+    assert sysadmin.get("/admin/workflow/behaviour?tenant=south").status_code == 404
+
+
+# -- the Workflow page -----------------------------------------------------------------------------
+
+
+def test_the_page_shows_each_phase_with_labelled_controls_version_and_last_editor(
+    sysadmin: FlaskClient,
+) -> None:
+    page = sysadmin.get("/admin/workflow/assessment?tenant=default").text
+    assert 'aria-current="page">Assessment</a>' in page
+    assert "policy version <strong>1</strong>" in page and "by <strong>test</strong>" in page
+    for phase in ("course_registration", "organisation_approval", "completed"):
+        assert f'<fieldset id="phase-{phase}"' in page
+    assert "The teacher may still edit it." in page
+    assert "The teacher submits assessments." in page
+    boxes = re.findall(r'<input type="checkbox" id="([^"]+)" name="\1"', page)
+    assert len(boxes) == 3 * (3 + 3)
+    assert all(f'<label for="{box}">' in page for box in boxes)
+    assert page.count("<select") == 2, "no responsible select on the final phase"
+    assert form_fields(page)["responsible-course_registration"] == "course_teacher"
+
+
+def test_review_lists_each_change_and_the_assessments_it_affects_without_saving(
+    sysadmin: FlaskClient, db: Database, api: Api
+) -> None:
+    for n in range(3):
+        assert api.post("/assessments", {"id": f"b{n}", "area": "behaviour"}).status_code == 201
+    for n in range(2):
+        moved = api.post(f"/assessments/b{n}/advance", {"role": "mentor", "actor": "ms_smith"})
+        assert moved.status_code == 200
+    before = stored(db)
+    form = behaviour_form(sysadmin) | {"view-organisation_approval-parent": "on"}
+    form.pop("view-completed-learner")
+    review = sysadmin.post("/admin/workflow/behaviour", data=form)
+    assert review.status_code == 200
+    text = re.sub(r"\s+", " ", review.text)
+    assert "Parents will be able to see Behaviour in the Organisation approval phase" in text
+    assert "Learners will no longer be able to see Behaviour in the phase" in text
+    assert '<td class="gains"> gain sight of 2 </td>' in text
+    assert '<td class="loses"> lose sight of 0 </td>' in text
+    assert stored(db) == before
+    back = form_fields(review.text, "confirm") | {"step": "back"}
+    again = sysadmin.post("/admin/workflow/behaviour", data=back)
+    assert form_fields(again.text)["view-organisation_approval-parent"] == "on", "draft kept"
+
+
+def test_saving_replaces_the_area_bumps_the_version_audits_and_decisions_follow(
+    sysadmin: FlaskClient, db: Database, api: Api
+) -> None:
+    assert not authorize(api, "parent", "organisation_approval")
+    form = behaviour_form(sysadmin) | {"view-organisation_approval-parent": "on"}
+    form["responsible-group_registration"] = "headteacher"
+    review = sysadmin.post("/admin/workflow/behaviour", data=form)
+    saved = sysadmin.post(
+        "/admin/workflow/behaviour", data=form_fields(review.text, "confirm") | {"step": "save"}
+    )
+    assert saved.status_code == 303
+    assert saved.headers["Location"] == "/admin/workflow/behaviour?tenant=default"
+    page = sysadmin.get(saved.headers["Location"]).text
+    assert "Saved 3 changes: the policy is now version 2." in page
+    assert "last changed by <strong>sysadmin</strong>" in page
+    assert authorize(api, "parent", "organisation_approval")
+    assert authorize(api, "headteacher", "group_registration", "advance")
+    assert not authorize(api, "mentor", "group_registration", "advance")
+    with db.read() as conn:
+        audit = conn.execute(select(PolicyChange)).all()
+    assert {(a.role, a.phase, a.action, a.before, a.after, a.actor, a.version) for a in audit} == {
+        ("parent", "organisation_approval", "view", False, True, "sysadmin", 2),
+        ("mentor", "group_registration", "advance", True, False, "sysadmin", 2),
+        ("headteacher", "group_registration", "advance", False, True, "sysadmin", 2),
+    }
+
+
+@pytest.mark.parametrize("step", ["review", "save"])
+def test_an_invalid_matrix_is_refused_on_its_row_and_nothing_is_saved(
+    sysadmin: FlaskClient, db: Database, step: str
+) -> None:
+    before = stored(db)
+    form = behaviour_form(sysadmin) | {"responsible-organisation_approval": "", "step": step}
+    form["edit-completed-parent"] = "on"
+    response = sysadmin.post("/admin/workflow/behaviour", data=form)
+    assert response.status_code == 400
+    assert "Not saved: 2 problems to fix" in response.text
+    row = response.text.split('id="phase-organisation_approval"')[1].split("</fieldset>")[0]
+    assert "Choose the role responsible for advancing this phase." in row
+    final_row = response.text.split('id="phase-completed"')[1]
+    assert "Parents can only see: they cannot edit or advance." in final_row
+    assert stored(db) == before
+
+
+def test_a_form_loaded_before_another_admins_save_is_refused_and_saves_nothing(
+    app: Flask, sysadmin: FlaskClient, db: Database, api: Api
+) -> None:
+    mine = behaviour_form(sysadmin) | {"view-group_registration-learner": "on"}
+    my_review = sysadmin.post("/admin/workflow/behaviour", data=mine)
+    other = app.test_client()
+    make_admin(db, "deputy")
+    log_in(other, "deputy")
+    theirs = behaviour_form(other) | {"view-organisation_approval-parent": "on", "step": "save"}
+    assert other.post("/admin/workflow/behaviour", data=theirs).status_code == 303
+    after_theirs = stored(db)
+    refused = sysadmin.post(
+        "/admin/workflow/behaviour", data=form_fields(my_review.text, "confirm") | {"step": "save"}
+    )
+    assert refused.status_code == 409
+    text = re.sub(r"\s+", " ", refused.text)
+    assert "Not saved: the policy changed while you were editing" in text
+    assert "<strong>deputy</strong> saved version 2" in text
+    assert "Learners will be able to see Behaviour in the Group registration phase" in text
+    assert stored(db) == after_theirs
+    assert not authorize(api, "learner", "group_registration")
+    assert form_fields(refused.text)["version"] == "2", "the page now shows the current version"
+
+
+def test_reviewing_an_unchanged_form_says_there_is_nothing_to_review(
+    sysadmin: FlaskClient, db: Database
+) -> None:
+    before = stored(db)
+    response = sysadmin.post("/admin/workflow/behaviour", data=behaviour_form(sysadmin))
+    assert "Nothing to review" in response.text
+    assert stored(db) == before
+
+
+# -- audit -----------------------------------------------------------------------------------------
+
+
+def test_the_audit_page_lists_policy_changes_and_transitions_newest_first(
+    sysadmin: FlaskClient, api: Api
+) -> None:
+    api.post("/assessments", {"id": "b1", "area": "behaviour"})
+    api.post("/assessments/b1/advance", {"role": "mentor", "actor": "ms_smith"})
+    form = behaviour_form(sysadmin) | {"view-organisation_approval-parent": "on", "step": "save"}
+    sysadmin.post("/admin/workflow/behaviour", data=form)
+    page = re.sub(r"\s+", " ", sysadmin.get("/admin/audit?tenant=default").text)
+    policy = page.index("Parents were allowed to see Behaviour in the Organisation approval phase")
+    move = page.index(
+        "Advanced Behaviour assessment b1 from Group registration phase to "
+        "Organisation approval phase as Mentor"
+    )
+    assert policy < move
+    by_person = sysadmin.get("/admin/audit?tenant=default&person=ms_smith").text
+    assert "assessment b1" in by_person and "Parents were allowed" not in by_person
+    by_area = sysadmin.get("/admin/audit?tenant=default&area=assessment").text
+    assert "Nothing recorded for these filters." in by_area
+
+
+def test_the_audit_page_is_paginated(
+    sysadmin: FlaskClient, db: Database, policy_engine: PolicyEngine
+) -> None:
+    with db.write() as conn:  # 29 cells removed, then 29 added back: 58 audit rows
+        policy_engine.replace(conn, "default", [], actor="bulk")
+        policy_engine.replace(conn, "default", default_cells(), actor="bulk")
+    first = sysadmin.get("/admin/audit?tenant=default&person=bulk").text
+    assert first.count("<tr class=") == admin.PAGE_SIZE
+    assert 'rel="next"' in first and 'rel="prev"' not in first
+    second = sysadmin.get("/admin/audit?tenant=default&person=bulk&page=2").text
+    assert second.count("<tr class=") == 58 - admin.PAGE_SIZE
+    assert 'rel="prev"' in second and 'rel="next"' not in second
+
+
+# -- HTML errors and headers on admin pages only ---------------------------------------------------
+
+
+def test_admin_pages_forbid_framing_and_scripts(app: Flask) -> None:
+    headers = app.test_client().get("/admin/login").headers
+    policy = headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in policy and "default-src 'none'" in policy
+    assert "script-src" not in policy, "no script may run at all"
+    assert headers["X-Frame-Options"] == "DENY"
+    assert headers["Cache-Control"] == "no-store"
+
+
+def test_admin_errors_are_pages_and_api_errors_stay_json(sysadmin: FlaskClient, app: Flask) -> None:
+    missing = sysadmin.get("/admin/workflow/attendance?tenant=default")
+    assert missing.status_code == 404 and missing.content_type.startswith("text/html")
+    assert "There is no workflow area" in missing.text
+    assert sysadmin.get("/admin/no/such/page").content_type.startswith("text/html")
+    api_missing = app.test_client().get("/no/such/page")
+    assert api_missing.status_code == 404
+    assert api_missing.json == {
+        "error": {"code": "not_found", "message": api_missing.json["error"]["message"]}
+    }
+    assert "Content-Security-Policy" not in api_missing.headers
+
+
+# -- the session signing key -----------------------------------------------------------------------
+
+
+def test_without_a_configured_key_one_is_kept_beside_the_sqlite_store(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    config = {"DATABASE_URL": url, "SECRET_KEY": ""}
+    first, second = create_app(config), create_app(config)
+    for made in (first, second):
+        made.extensions["workflow_authz.db"].dispose()
+    assert first.secret_key == second.secret_key == (tmp_path / "secret_key").read_text()
+    assert len(first.secret_key or "") == 64
+    assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0, "readable by its owner only"
+
+
+def test_other_stores_need_the_key_configured() -> None:
+    url = "postgresql+psycopg://nobody@127.0.0.1:1/none"
+    with pytest.raises(ConfigError, match="WORKFLOW_AUTHZ_SECRET_KEY"):
+        create_app({"DATABASE_URL": url, "SECRET_KEY": ""})
+    configured = create_app({"DATABASE_URL": url, "SECRET_KEY": "k" * 64})
+    configured.extensions["workflow_authz.db"].dispose()
+    assert configured.secret_key == "k" * 64

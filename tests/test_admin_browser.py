@@ -1,0 +1,258 @@
+"""The Workflow page as a sysadmin uses it (issue 3): headless Chromium with JavaScript turned off,
+against a real `workflow-authz serve` (two worker processes) on a store of its own. Log in, untick
+and tick boxes, change the responsible role, review, save -- and POST /authorize answers
+differently on the very next request, whichever process takes it. A second browser session
+saving a form it loaded before that save is refused. The page also fits a phone's width.
+
+The set-up makes the README's screenshot, docs/admin-workflow.png, when it is missing or when
+UPDATE_SCREENSHOTS=1 (otherwise it goes to the test's temporary folder only, so a test run does
+not rewrite the committed image)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.error import HTTPError, URLError
+from urllib.request import Request, urlopen
+
+import pytest
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+CLI = Path(sys.executable).parent / "workflow-authz"
+SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "admin-workflow.png"
+PASSWORD = "correct horse battery staple"
+STARTUP_SECONDS = 30
+
+if not CHROMIUM.exists():
+    if os.environ.get("CI", "").lower() == "true":
+        raise RuntimeError(f"CI=true but {CHROMIUM} is missing: apt-get install -y chromium")
+    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
+
+
+# -- the server: init, an admin, a key, then `serve` until the module is done ----------------------
+
+
+@dataclass(frozen=True)
+class Server:
+    """A running service and an API key for tenant `default`."""
+
+    url: str
+    key: str
+
+    def authorize(self, role: str, area: str, phase: str, action: str = "view") -> bool:
+        """Ask POST /authorize, as an app would, whether `role` may `action` there."""
+        body = json.dumps({"role": role, "action": action, "area": area, "phase": phase})
+        request = Request(
+            f"{self.url}/authorize",
+            data=body.encode(),
+            headers={"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"},
+        )
+        with urlopen(request, timeout=10) as answer:
+            allowed: bool = json.load(answer)["allowed"]
+            return allowed
+
+
+def cli(env: dict[str, str], *args: str, stdin: str = "") -> str:
+    done = subprocess.run(
+        [str(CLI), *args], env=env, input=stdin, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_until_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Poll /healthz until it answers 200; fail at once if the server exits."""
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            with urlopen(f"{url}/healthz", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except HTTPError as error:
+            error.close()
+        except (URLError, ConnectionError):
+            pass
+        try:  # waits on the process, not a clock: returns early if it died
+            process.wait(timeout=0.1)
+        except subprocess.TimeoutExpired:
+            continue
+        raise RuntimeError(f"the server exited:\n{log.read_text()}")
+    raise RuntimeError(f"the server was not healthy within {STARTUP_SECONDS}s:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    folder = tmp_path_factory.mktemp("served")
+    env = os.environ | {"WORKFLOW_AUTHZ_DATABASE_URL": f"sqlite:///{folder / 'store.sqlite3'}"}
+    cli(env, "init")
+    for username in ("sysadmin", "deputy"):
+        cli(env, "admins", "create", "--tenant", "*", "--username", username, stdin=PASSWORD)
+    key = cli(env, "keys", "create", "--tenant", "default", "--name", "browser").split()[-1]
+    url = f"http://127.0.0.1:{free_port()}"
+    log = folder / "server.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [str(CLI), "serve", "--workers", "2", "--port", url.rsplit(":", 1)[1]],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until_healthy(url, process, log)
+        yield Server(url, key)
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def new_page(browser: Browser, server: Server, width: int = 1100, height: int = 900) -> Page:
+    """A page in a fresh browser session (its own cookies), with JavaScript turned off."""
+    context = browser.new_context(
+        base_url=server.url, java_script_enabled=False, viewport={"width": width, "height": height}
+    )
+    return context.new_page()
+
+
+def log_in(page: Page, username: str) -> None:
+    page.goto("/admin/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(re.compile(r"/admin/workflow/behaviour\?tenant=default$"))
+
+
+def phase(page: Page, label: str) -> Locator:
+    """The fieldset of one phase (a group named by its legend)."""
+    return page.get_by_role("group", name=label, exact=True)
+
+
+# -- tests ---------------------------------------------------------------------------------------
+
+
+def test_a_sysadmin_changes_who_sees_what_and_authorize_follows(
+    browser: Browser, server: Server, tmp_path: Path
+) -> None:
+    assert not server.authorize("parent", "behaviour", "organisation_approval")
+    assert server.authorize("external_system", "behaviour", "completed")
+    assert server.authorize("mentor", "behaviour", "group_registration", "advance")
+    page = new_page(browser, server)
+    log_in(page, "sysadmin")
+    expect(page.get_by_text("policy version 1")).to_be_visible()
+    shot = tmp_path / "admin-workflow.png"
+    page.screenshot(path=shot, full_page=True)
+    if not SCREENSHOT.exists() or os.environ.get("UPDATE_SCREENSHOTS") == "1":
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        shutil.copyfile(shot, SCREENSHOT)
+
+    phase(page, "Organisation approval phase").get_by_label("Parent", exact=True).check()
+    completed = phase(page, "Term behaviour assessment completed")
+    completed.get_by_label("External systems", exact=True).uncheck()
+    registration = phase(page, "Group registration phase")
+    registration.get_by_label("Responsible for advancing").select_option(label="Headteacher")
+    page.get_by_role("button", name="Review changes").click()
+
+    changes = page.get_by_role("list").filter(has_text="will")
+    expect(changes.get_by_role("listitem")).to_have_text(
+        [
+            "Mentors will no longer be responsible for advancing Behaviour "
+            "from the Group registration phase",
+            "Headteachers will be responsible for advancing Behaviour "
+            "from the Group registration phase",
+            "Parents will be able to see Behaviour in the Organisation approval phase",
+            "External systems will no longer be able to see Behaviour "
+            "in the phase “Term behaviour assessment completed”",
+        ]
+    )
+    assert not server.authorize("parent", "behaviour", "organisation_approval"), "not yet saved"
+    page.get_by_role("button", name="Save these changes").click()
+
+    expect(page.get_by_role("status")).to_have_text("Saved 4 changes: the policy is now version 2.")
+    assert server.authorize("parent", "behaviour", "organisation_approval")
+    assert not server.authorize("external_system", "behaviour", "completed")
+    assert server.authorize("headteacher", "behaviour", "group_registration", "advance")
+    assert not server.authorize("mentor", "behaviour", "group_registration", "advance")
+    page.context.close()
+
+
+def test_a_second_session_saving_a_stale_form_is_refused(browser: Browser, server: Server) -> None:
+    first, second = new_page(browser, server), new_page(browser, server)
+    log_in(first, "sysadmin")
+    log_in(second, "deputy")
+    for page in (first, second):
+        page.get_by_role("link", name="Assessment", exact=True).click()
+    phase(second, "Course registration phase").get_by_label("Learner", exact=True).check()
+    second.get_by_role("button", name="Review changes").click()
+
+    phase(first, "Organisation approval phase").get_by_label("Parent", exact=True).check()
+    first.get_by_role("button", name="Review changes").click()
+    first.get_by_role("button", name="Save these changes").click()
+    expect(first.get_by_role("status")).to_contain_text("Saved 1 change")
+
+    second.get_by_role("button", name="Save these changes").click()
+    alert = second.get_by_role("alert")
+    expect(alert).to_contain_text("Not saved: the policy changed while you were editing")
+    expect(alert).to_contain_text("sysadmin saved version")
+    expect(alert).to_contain_text(
+        "Learners will be able to see Assessment in the Course registration phase"
+    )
+    assert server.authorize("parent", "assessment", "organisation_approval")
+    assert not server.authorize("learner", "assessment", "course_registration")
+    for page in (first, second):
+        page.context.close()
+
+
+def test_the_page_fits_a_phone_and_works_from_the_keyboard(
+    browser: Browser, server: Server
+) -> None:
+    page = new_page(browser, server, width=360, height=740)
+    log_in(page, "sysadmin")
+    for element in (
+        page.locator("fieldset.phase").first,
+        page.get_by_role("button", name="Review changes"),
+    ):
+        box = element.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 360
+    learner = phase(page, "Group registration phase").get_by_label("Learner", exact=True)
+    learner.focus()
+    page.keyboard.press("Space")
+    expect(learner).to_be_checked()
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    expect(
+        phase(page, "Group registration phase").get_by_label("Responsible for advancing")
+    ).to_be_focused()
+    page.context.close()
