@@ -8,13 +8,13 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import Connection, text
 
-from service import assessments, decisions, keys, transitions
+from service import assessments, decisions, events, keys, transitions
 from service.db import Database
 from service.errors import InvalidRequest, ServiceError, Unauthorized, Unavailable
 from service.keys import Key
 from service.metrics import DECISIONS, exposition
 from service.openapi import openapi_document
-from service.policies import PolicyEngine
+from service.policies import PolicyEngine, require_version
 from service.throttle import FailureThrottle
 
 bp = Blueprint("api", __name__)
@@ -120,7 +120,7 @@ def create_assessment() -> tuple[Response, int]:
         key.require_tenant(tenant)
         assessment_id = assessments.check_id(body.get("id"))
         area = decisions.identifier(body, "area")
-        state = assessments.create(conn, _engine().workflow, tenant, assessment_id, area)
+        state = transitions.start(conn, _engine(), tenant, assessment_id, area)
     return jsonify(state.to_json()), 201
 
 
@@ -139,36 +139,59 @@ def get_assessment(assessment_id: str) -> Response:
 
 
 @dataclass(frozen=True)
-class AdvanceRequest:
-    """Who advances, on whose behalf, and (optionally) from which phase they believe it is in."""
+class MoveRequest:
+    """Who moves an assessment, on whose behalf, why (reopen), and from which phase they think."""
 
     tenant: str
     role: str
     actor: str
     expected_phase: str | None
+    reason: str | None = None
 
 
-def _advance_request(
-    body: dict[str, Any], key: Key, extra: frozenset[str] = frozenset()
-) -> AdvanceRequest:
-    _only(body, {"tenant", "role", "actor", "expected_phase"} | extra)
+def _move_request(
+    body: dict[str, Any], key: Key, action: str, extra: frozenset[str] = frozenset()
+) -> MoveRequest:
+    """Validate the body of an advance or reopen; a reopen also needs a reason."""
+    reopen = action == "reopen"
+    _only(
+        body,
+        {"tenant", "role", "actor", "expected_phase"} | extra | ({"reason"} if reopen else set()),
+    )
     tenant = decisions.identifier(body, "tenant", default=decisions.DEFAULT_TENANT)
     key.require_tenant(tenant)
     role = decisions.identifier(body, "role")
     expected = decisions.identifier(body, "expected_phase") if "expected_phase" in body else None
-    return AdvanceRequest(tenant, role, _actor(body), expected)
+    reason = body.get("reason") if reopen else None
+    if reopen and not isinstance(reason, str):
+        raise InvalidRequest("reopen needs a reason (a string)", field="reason")
+    return MoveRequest(tenant, role, _actor(body), expected, reason)
 
 
-def _advance(conn: Connection, request_: AdvanceRequest, assessment_id: str) -> dict[str, Any]:
-    state = transitions.advance(
-        conn,
-        _engine(),
-        request_.tenant,
-        assessments.check_id(assessment_id),
-        role=request_.role,
-        actor=request_.actor,
-        expected_phase=request_.expected_phase,
-    )
+def _move(conn: Connection, move: MoveRequest, assessment_id: str) -> dict[str, Any]:
+    """Advance, or reopen when the request has a reason; the new state as JSON."""
+    assessments.check_id(assessment_id)
+    if move.reason is not None:
+        state = transitions.reopen(
+            conn,
+            _engine(),
+            move.tenant,
+            assessment_id,
+            role=move.role,
+            actor=move.actor,
+            reason=move.reason,
+            expected_phase=move.expected_phase,
+        )
+    else:
+        state = transitions.advance(
+            conn,
+            _engine(),
+            move.tenant,
+            assessment_id,
+            role=move.role,
+            actor=move.actor,
+            expected_phase=move.expected_phase,
+        )
     return state.to_json()
 
 
@@ -177,8 +200,17 @@ def advance_assessment(assessment_id: str) -> Response:
     """Advance to the next phase if the role may; exactly one of concurrent advances wins."""
     body = _body()
     with _db().write() as conn:
-        advance = _advance_request(body, _authenticate(conn))
-        return jsonify(_advance(conn, advance, assessment_id))
+        move = _move_request(body, _authenticate(conn), "advance")
+        return jsonify(_move(conn, move, assessment_id))
+
+
+@bp.post("/assessments/<assessment_id>/reopen")
+def reopen_assessment(assessment_id: str) -> Response:
+    """Move back one phase if the role may reopen the current one; the reason goes in history."""
+    body = _body()
+    with _db().write() as conn:
+        move = _move_request(body, _authenticate(conn), "reopen")
+        return jsonify(_move(conn, move, assessment_id))
 
 
 @bp.post("/assessments/advance")
@@ -186,7 +218,7 @@ def advance_assessments() -> Response:
     """Advance up to 1000 assessments, each in its own transaction: one failure blocks no other."""
     body = _body()
     with _db().read() as conn:
-        advance = _advance_request(body, _authenticate(conn), extra=frozenset({"ids"}))
+        advance = _move_request(body, _authenticate(conn), "advance", extra=frozenset({"ids"}))
     ids = body.get("ids")
     if not isinstance(ids, list) or not 0 < len(ids) <= decisions.MAX_BATCH:
         raise InvalidRequest(
@@ -195,11 +227,11 @@ def advance_assessments() -> Response:
     return jsonify({"results": [_advance_one(advance, item) for item in ids]})
 
 
-def _advance_one(advance: AdvanceRequest, assessment_id: Any) -> dict[str, Any]:
+def _advance_one(advance: MoveRequest, assessment_id: Any) -> dict[str, Any]:
     """One item of a bulk advance: the new state, or the error a single advance would give."""
     try:
         with _db().write() as conn:
-            return _advance(conn, advance, assessment_id)
+            return _move(conn, advance, assessment_id)
     except ServiceError as error:
         return {
             "id": assessment_id if isinstance(assessment_id, str) else None,
@@ -216,6 +248,29 @@ def permissions() -> Response:
         question = decisions.parse_listing(body)
         key.require_tenant(question.tenant)
         return jsonify(decisions.permitted(conn, _engine(), question))
+
+
+@bp.get("/events")
+def feed() -> Response:
+    """What external systems may newly see, or no longer see, after a cursor (oldest first)."""
+    with _db().read() as conn:
+        key = _authenticate(conn)
+        _only(dict(request.args), {"tenant", "after", "limit"})
+        tenant = decisions.identifier(request.args, "tenant", default=decisions.DEFAULT_TENANT)
+        key.require_tenant(tenant)
+        require_version(conn, tenant)
+        limit = _limit(request.args.get("limit"))
+        return jsonify(events.page(conn, tenant, request.args.get("after"), limit))
+
+
+def _limit(raw: str | None) -> int:
+    if raw is None:
+        return 100
+    if not raw.isdigit() or not 1 <= int(raw) <= events.MAX_PAGE:
+        raise InvalidRequest(
+            f"limit must be a whole number from 1 to {events.MAX_PAGE}", field="limit"
+        )
+    return int(raw)
 
 
 @bp.get("/healthz")

@@ -137,6 +137,8 @@ def history(conn: Connection, tenant: str, assessment_id: str) -> list[dict[str,
             "role": t.role,
             "actor": t.actor,
             "at": iso(t.at),
+            "action": t.action,
+            "reason": t.reason,
             "policy_version": t.policy_version,
         }
         for t in rows

@@ -107,14 +107,22 @@ def parse_cases_text(
     if _csv_fields(header) != list(HEADER):
         message = f"the first row must be the header `{','.join(HEADER)}`"
         return [], [Problem(path, number, 1, "WA401", message)]
+    cases, problems = _parse_cases(rows[1:], path, workflow)
+    if len(rows) == 1:
+        problems.append(Problem(path, number, 1, "WA407", "no cases after the header"))
+    return cases, problems
+
+
+def _parse_cases(
+    rows: Sequence[tuple[int, str]], path: str, workflow: Workflow | None
+) -> tuple[list[Case], list[Problem]]:
+    """The well-formed cases among numbered case rows, and the problems of the others."""
     cases: list[Case] = []
     problems: list[Problem] = []
-    for number, line in rows[1:]:
+    for number, line in rows:
         case, found = _parse_case(line, number, path, workflow)
         problems += found
         cases += [case] if case else []
-    if len(rows) == 1:
-        problems.append(Problem(path, number, 1, "WA407", "no cases after the header"))
     return cases, problems
 
 
@@ -135,18 +143,25 @@ def _parse_case(
         found = "is malformed CSV" if fields is None else f"has {len(fields)} fields"
         message = f"a case has {len(HEADER)} fields ({','.join(HEADER)}); this row {found}"
         return None, [Problem(path, number, 1, "WA402", message)]
-    columns = _columns(line, fields)
-    problems = [
-        Problem(path, number, columns[i], code, message)
-        for i, value in enumerate(fields)
-        for code, message in [_field_problem(i, value, fields, workflow)]
-        if code
-    ]
+    problems = _field_problems(line, number, path, fields, workflow)
     if problems:
         return None, problems
     name, tenant, role, area, phase, action, expect = fields
     request = (tenant, role, area, phase, action)
     return Case(name, request, EXPECT[expect], path, number), []
+
+
+def _field_problems(
+    line: str, number: int, path: str, fields: Sequence[str], workflow: Workflow | None
+) -> list[Problem]:
+    """A problem, located at the field, for each field of a case that is wrong."""
+    columns = _columns(line, fields)
+    return [
+        Problem(path, number, columns[i], code, message)
+        for i, value in enumerate(fields)
+        for code, message in [_field_problem(i, value, fields, workflow)]
+        if code
+    ]
 
 
 def _columns(line: str, fields: Sequence[str]) -> list[int]:
@@ -294,6 +309,7 @@ def junit_xml(outcomes: Sequence[Outcome], cover: Coverage) -> str:
 
 
 def _junit_case(suite: ET.Element, outcome: Outcome) -> None:
+    """One <testcase> (with its <failure> when the case failed), located by file and line."""
     case = outcome.case
     attributes = {
         "name": _xml_text(case.name),

@@ -18,7 +18,13 @@ from service.db import Database
 from service.errors import ServiceError
 from service.models import Admin, ApiKey
 from service.policies import Cell, PolicyEngine, read_policy_file, tenants
-from service.policy_cli import check_command, test_command
+from service.policy_cli import (
+    check_command,
+    diff_command,
+    export_command,
+    import_command,
+    test_command,
+)
 
 ALL_TENANTS = "*"
 
@@ -207,8 +213,8 @@ def show_config() -> None:
         click.echo(f"{PREFIX}{setting.name}={value}\n    {setting.description}")
 
 
-main.add_command(check_command)
-main.add_command(test_command)
+for command in (check_command, test_command, export_command, import_command, diff_command):
+    main.add_command(command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

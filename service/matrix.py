@@ -1,9 +1,11 @@
 """One area's policy cells <-> the Workflow page's checkbox matrix, its checks and its wording.
 
-Pure: no Flask, no store. Per phase the page shows which audiences see the information, which
-role is responsible for advancing it and which staff roles may edit it. Staff `view` cells are
-not on the page, so a submitted form keeps them as they are -- except that a staff role given
-edit or advance in a phase also gets view there: nobody can edit or advance what they cannot see.
+Pure: no Flask, no store. Per phase the page shows one column per action of the workflow
+definition that it knows (COLUMNS): which audiences see the information, which role is responsible
+for advancing it, which staff roles may edit it and which may reopen it. What the page does not
+show -- staff `view`, and actions it has no column for -- a submitted form keeps as it is, except
+that a staff role given any other action in a phase also gets view there: nobody can edit, advance
+or reopen what they cannot see.
 """
 
 from __future__ import annotations
@@ -15,23 +17,80 @@ from typing import Literal
 from service.policies import Cell
 from service.workflows import Area, Phase, Workflow
 
-VIEW, EDIT, ADVANCE = "view", "edit", "advance"
+VIEW, EDIT, ADVANCE, REOPEN = "view", "edit", "advance", "reopen"
 Tense = Literal["future", "past"]
+Grant = tuple[str, str]  # (role, action) within one phase
+MOVES = (ADVANCE, REOPEN)  # actions that move an assessment out of a phase
+
+
+@dataclass(frozen=True)
+class Column:
+    """A group of controls on each phase: the action it sets, for whom, and where it is absent."""
+
+    action: str
+    legend: str
+    field: str  # the form field's prefix
+    audiences: bool  # offered to the audiences (else to staff)
+    select: bool  # one role chosen in a select (else a checkbox per role)
+    absent_on: Literal["first", "final"] | None = None
+    absent_note: str = ""  # what the page shows instead on such a phase
+    absent_reason: str = ""  # why a submitted matrix cannot have it there
+
+    def offered(self, area: Area, phase_id: str) -> bool:
+        """Whether a phase has this column: no select on the final phase, no reopen on the first."""
+        if self.absent_on == "final":
+            return not area.is_final(phase_id)
+        if self.absent_on == "first":
+            return area.first_phase.id != phase_id
+        return True
+
+
+COLUMNS = (
+    Column(VIEW, "Who can see it", VIEW, audiences=True, select=False),
+    Column(
+        ADVANCE,
+        "Responsible for advancing",
+        "responsible",
+        audiences=False,
+        select=True,
+        absent_on="final",
+        absent_note="None: the final phase. Nothing advances it.",
+        absent_reason="The final phase has no responsible role: nothing advances it.",
+    ),
+    Column(EDIT, "Staff who may edit", EDIT, audiences=False, select=False),
+    Column(
+        REOPEN,
+        "Staff who may reopen (move back to the previous phase)",
+        REOPEN,
+        audiences=False,
+        select=False,
+        absent_on="first",
+        absent_note="None: the first phase. There is no earlier phase to go back to.",
+        absent_reason="The first phase cannot be reopened: there is no phase before it.",
+    ),
+)
+
+
+def columns(workflow: Workflow) -> tuple[Column, ...]:
+    """The page's columns for the actions this workflow definition has, in page order."""
+    return tuple(c for c in COLUMNS if c.action in workflow.actions)
 
 
 @dataclass(frozen=True)
 class PhaseRow:
-    """One phase of the matrix: who sees it, who may edit it, who may advance it."""
+    """One phase of the matrix: which role holds which action there."""
 
     phase: str
-    viewers: frozenset[str]
-    editors: frozenset[str]
-    advancers: frozenset[str]
+    grants: frozenset[Grant]
+
+    def holders(self, action: str) -> frozenset[str]:
+        """The roles allowed `action` in this phase."""
+        return frozenset(role for role, held in self.grants if held == action)
 
     @property
     def responsible(self) -> str:
         """The role chosen in the responsible select ('' when none, the first when several)."""
-        return min(self.advancers, default="")
+        return min(self.holders(ADVANCE), default="")
 
 
 @dataclass(frozen=True)
@@ -87,14 +146,9 @@ class Impact:
 
 def from_cells(area: Area, cells: Iterable[Cell]) -> AreaMatrix:
     """The matrix of an area from a tenant's cells (cells of other areas are ignored)."""
-    mine = {(role, phase, action) for role, area_id, phase, action in cells if area_id == area.id}
-
-    def holders(phase: str, action: str) -> frozenset[str]:
-        """The roles allowed `action` in `phase`."""
-        return frozenset(r for r, p, a in mine if p == phase and a == action)
-
+    mine = [(phase, (role, action)) for role, area_id, phase, action in cells if area_id == area.id]
     rows = tuple(
-        PhaseRow(p.id, holders(p.id, VIEW), holders(p.id, EDIT), holders(p.id, ADVANCE))
+        PhaseRow(p.id, frozenset(grant for phase, grant in mine if phase == p.id))
         for p in area.phases
     )
     return AreaMatrix(area.id, rows)
@@ -103,52 +157,86 @@ def from_cells(area: Area, cells: Iterable[Cell]) -> AreaMatrix:
 def to_cells(matrix: AreaMatrix) -> frozenset[Cell]:
     """The policy cells a matrix stands for: what a save writes for its area."""
     return frozenset(
-        (role, matrix.area, row.phase, action)
-        for row in matrix.rows
-        for action, roles in ((VIEW, row.viewers), (EDIT, row.editors), (ADVANCE, row.advancers))
-        for role in roles
+        (role, matrix.area, row.phase, action) for row in matrix.rows for role, action in row.grants
     )
 
 
 # -- matrix <-> form fields ----------------------------------------------------------------------
 
 
-def field_name(action: str, phase: str, role: str = "") -> str:
-    """A form field's name: `view-<phase>-<role>`, `edit-<phase>-<role>`, `responsible-<phase>`."""
-    return f"{action}-{phase}-{role}" if role else f"{action}-{phase}"
+def field_name(prefix: str, phase: str, role: str = "") -> str:
+    """A form field's name: `<action>-<phase>-<role>` for a checkbox, `responsible-<phase>`."""
+    return f"{prefix}-{phase}-{role}" if role else f"{prefix}-{phase}"
 
 
 def form_fields(workflow: Workflow, matrix: AreaMatrix) -> list[tuple[str, str]]:
     """The (name, value) pairs a browser would send for this matrix (carried by the review)."""
-    audiences = {r.id for r in workflow.audiences}
     fields: list[tuple[str, str]] = []
     for row in matrix.rows:
-        fields += [(field_name(VIEW, row.phase, r), "on") for r in sorted(row.viewers & audiences)]
-        fields.append((field_name("responsible", row.phase), row.responsible))
-        fields += [(field_name(EDIT, row.phase, r), "on") for r in sorted(row.editors)]
+        for column in columns(workflow):
+            if column.select:
+                fields.append((field_name(column.field, row.phase), row.responsible))
+                continue
+            roles = row.holders(column.action) & _readable(workflow, column)
+            fields += [(field_name(column.field, row.phase, r), "on") for r in sorted(roles)]
     return fields
 
 
 def from_form(
     workflow: Workflow, area: Area, form: Mapping[str, str], current: AreaMatrix
 ) -> tuple[AreaMatrix, list[Problem]]:
-    """Read a submitted form into a matrix, keeping staff view from `current` (see module doc)."""
-    audiences = {r.id for r in workflow.audiences}
+    """Read a submitted form into a matrix, keeping what the page does not show (module doc)."""
     problems = _unknown_fields(workflow, area, form)
     rows = []
     for phase in area.phases:
-        kept = current.row(phase.id).viewers - audiences
-        seen = {r for r in audiences if form.get(field_name(VIEW, phase.id, r))}
-        editors = {r.id for r in workflow.roles if form.get(field_name(EDIT, phase.id, r.id))}
-        chosen = form.get(field_name("responsible", phase.id), "")
-        if chosen and chosen not in workflow.role_ids:
-            problems.append(Problem(phase.id, f"Unknown role {chosen!r}."))
-        advancers = {chosen} & workflow.role_ids
-        viewers = seen | kept | ((editors | advancers) - audiences)
-        rows.append(
-            PhaseRow(phase.id, frozenset(viewers), frozenset(editors), frozenset(advancers))
-        )
+        kept = {g for g in current.row(phase.id).grants if not _on_page(workflow, g)}
+        read, unknown = _read_phase(workflow, phase, form)
+        problems += unknown
+        rows.append(PhaseRow(phase.id, frozenset(_with_staff_view(workflow, kept | read))))
     return AreaMatrix(area.id, tuple(rows)), problems
+
+
+def _read_phase(
+    workflow: Workflow, phase: Phase, form: Mapping[str, str]
+) -> tuple[set[Grant], list[Problem]]:
+    """The grants one phase's controls submit, and an unknown role chosen in its select."""
+    grants: set[Grant] = set()
+    problems: list[Problem] = []
+    for column in columns(workflow):
+        if column.select:
+            chosen = form.get(field_name(column.field, phase.id), "")
+            if chosen and chosen not in workflow.role_ids:
+                problems.append(Problem(phase.id, f"Unknown role {chosen!r}."))
+            if chosen in workflow.role_ids:
+                grants.add((chosen, column.action))
+            continue
+        for role in _readable(workflow, column):
+            if form.get(field_name(column.field, phase.id, role)):
+                grants.add((role, column.action))
+    return grants, problems
+
+
+def _readable(workflow: Workflow, column: Column) -> frozenset[str]:
+    """The roles whose checkboxes of a column a form may carry. Audiences' view only: staff view
+    is not on the page. Other columns read any role, so that an audience given edit or reopen is
+    refused with a message on its row rather than ignored."""
+    if column.audiences:
+        return frozenset(r.id for r in workflow.audiences)
+    return workflow.role_ids
+
+
+def _on_page(workflow: Workflow, grant: Grant) -> bool:
+    """True for a grant the page's controls set (so the form, not the store, decides it)."""
+    role, action = grant
+    column = next((c for c in columns(workflow) if c.action == action), None)
+    return column is not None and role in _readable(workflow, column)
+
+
+def _with_staff_view(workflow: Workflow, grants: set[Grant]) -> set[Grant]:
+    """The grants plus view for every staff role holding any other action there."""
+    audiences = {r.id for r in workflow.audiences}
+    acting = {role for role, action in grants if action != VIEW and role not in audiences}
+    return grants | {(role, VIEW) for role in acting}
 
 
 def _unknown_fields(workflow: Workflow, area: Area, form: Mapping[str, str]) -> list[Problem]:
@@ -161,17 +249,18 @@ def _unknown_fields(workflow: Workflow, area: Area, form: Mapping[str, str]) -> 
 
 
 def _is_page_field(workflow: Workflow, area: Area, name: str) -> bool:
-    """True for a field the page can send (and for fields that are not matrix cells at all)."""
-    kind, _, rest = name.partition("-")
+    """True for a field the page can send (and for fields that are not matrix cells at all). A
+    column this definition lacks (reopen, say) makes its fields unknown, never silently ignored."""
+    prefix, _, rest = name.partition("-")
     phase, _, role = rest.partition("-")
-    if kind not in (VIEW, EDIT, "responsible"):
+    if prefix not in {c.field for c in COLUMNS} | set(workflow.actions):
         return True
-    if area.phase(phase) is None:
+    column = next((c for c in columns(workflow) if c.field == prefix), None)
+    if column is None or area.phase(phase) is None:
         return False
-    if kind == "responsible":
+    if column.select:
         return role == ""
-    offered = {r.id for r in workflow.audiences} if kind == VIEW else workflow.role_ids
-    return role in offered
+    return role in _readable(workflow, column)
 
 
 # -- checks ----------------------------------------------------------------------------------------
@@ -179,33 +268,54 @@ def _is_page_field(workflow: Workflow, area: Area, name: str) -> bool:
 
 def validate(workflow: Workflow, area: Area, matrix: AreaMatrix) -> list[Problem]:
     """The rules of the source page: one responsible role per non-final phase, none on the final
-    phase, and audiences only ever see."""
+    phase, no reopening the first phase, and audiences only ever see."""
     problems: list[Problem] = []
     for phase in area.phases:
         row = matrix.row(phase.id)
-        problems += _responsible_problems(workflow, area, phase, row)
-        for role in sorted((row.editors | row.advancers) & {r.id for r in workflow.audiences}):
-            who = plural(_role_label(workflow, role))
-            problems.append(Problem(phase.id, f"{who} can only see: they cannot edit or advance."))
+        problems += _absent_problems(workflow, area, row)
+        if ADVANCE in workflow.actions and not area.is_final(phase.id):
+            problems += _responsible_problems(workflow, row)
+        problems += _audience_problems(workflow, row)
     return problems
 
 
-def _responsible_problems(
-    workflow: Workflow, area: Area, phase: Phase, row: PhaseRow
-) -> list[Problem]:
-    """Exactly one responsible role on a non-final phase, none on the final one."""
-    if area.is_final(phase.id):
-        if row.advancers:
-            return [
-                Problem(phase.id, "The final phase has no responsible role: nothing advances it.")
-            ]
-        return []
-    if not row.advancers:
-        return [Problem(phase.id, "Choose the role responsible for advancing this phase.")]
-    if len(row.advancers) > 1:
-        names = ", ".join(_role_label(workflow, r) for r in sorted(row.advancers))
-        return [Problem(phase.id, f"Only one role can be responsible; this phase has {names}.")]
+def _absent_problems(workflow: Workflow, area: Area, row: PhaseRow) -> list[Problem]:
+    """A column a phase does not have holds nobody: no responsible on final, no reopen on first."""
+    return [
+        Problem(row.phase, c.absent_reason)
+        for c in columns(workflow)
+        if not c.offered(area, row.phase) and row.holders(c.action)
+    ]
+
+
+def _responsible_problems(workflow: Workflow, row: PhaseRow) -> list[Problem]:
+    """Exactly one responsible role on a non-final phase."""
+    advancers = row.holders(ADVANCE)
+    if not advancers:
+        return [Problem(row.phase, "Choose the role responsible for advancing this phase.")]
+    if len(advancers) > 1:
+        names = ", ".join(_role_label(workflow, r) for r in sorted(advancers))
+        return [Problem(row.phase, f"Only one role can be responsible; this phase has {names}.")]
     return []
+
+
+def _audience_problems(workflow: Workflow, row: PhaseRow) -> list[Problem]:
+    """Audiences only see: one message per audience holding any other action."""
+    audiences = [r.id for r in workflow.audiences]
+    acting = {role for role, action in row.grants if action != VIEW}
+    cannot = _either([a for a in workflow.actions if a != VIEW])
+    return [
+        Problem(
+            row.phase, f"{plural(_role_label(workflow, r))} can only see: they cannot {cannot}."
+        )
+        for r in audiences
+        if r in acting
+    ]
+
+
+def _either(words: list[str]) -> str:
+    """'edit, advance or reopen'."""
+    return " or ".join([", ".join(words[:-1]), words[-1]]) if len(words) > 1 else "".join(words)
 
 
 # -- changes in plain words ------------------------------------------------------------------------
@@ -228,12 +338,12 @@ def describe(workflow: Workflow, cell: Cell, allowed: bool, tense: Tense = "futu
     area = workflow.area_by_id.get(area_id)
     what = area.label if area else area_id
     phase = area.phase(phase_id) if area else None
-    where = _where(phase.label if phase else phase_id, "from" if action == ADVANCE else "in")
+    where = _where(phase.label if phase else phase_id, "from" if action in MOVES else "in")
     if action == ADVANCE:
-        verb = _ADVANCE_VERBS[tense, allowed]
-        return f"{who} {verb} {what} {where}"
+        return f"{who} {_ADVANCE_VERBS[tense, allowed]} {what} {where}"
     verb = _VERBS[tense, allowed].format(verb="see" if action == VIEW else action)
-    return f"{who} {verb} {what} {where}"
+    back = _back_to(area, phase_id) if action == REOPEN and area else ""
+    return f"{who} {verb} {what} {where}{back}"
 
 
 _VERBS = {
@@ -248,6 +358,14 @@ _ADVANCE_VERBS = {
     ("past", True): "were made responsible for advancing",
     ("past", False): "were no longer responsible for advancing",
 }
+
+
+def _back_to(area: Area, phase_id: str) -> str:
+    """' (back to the Group registration phase)': where a reopen from this phase leads."""
+    index = area.index(phase_id) if area.phase(phase_id) else 0
+    if index == 0:
+        return ""
+    return f" ({_where(area.phases[index - 1].label, 'back to')})"
 
 
 def _where(label: str, preposition: str) -> str:

@@ -24,6 +24,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 ID_LENGTH = 64
 ASSESSMENT_ID_LENGTH = 128
 TEXT_LENGTH = 200
+REASON_LENGTH = 500
 
 
 def utcnow() -> datetime:
@@ -81,6 +82,8 @@ class Transition(Base):
     actor: Mapped[str] = mapped_column(String(TEXT_LENGTH))
     policy_version: Mapped[int] = mapped_column(Integer)
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    action: Mapped[str] = mapped_column(String(16), default="advance")
+    reason: Mapped[str | None] = mapped_column(String(REASON_LENGTH))
 
 
 class PolicyVersion(Base):
@@ -93,6 +96,24 @@ class PolicyVersion(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_by: Mapped[str] = mapped_column(String(TEXT_LENGTH))
+    event_seq: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Event(Base):
+    """The external-systems feed: an assessment became visible (or stopped being visible) to
+    external systems, through a transition or a policy change. Numbered per tenant."""
+
+    __tablename__ = "events"
+
+    tenant: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    assessment_id: Mapped[str] = mapped_column(String(ASSESSMENT_ID_LENGTH))
+    area: Mapped[str] = mapped_column(String(ID_LENGTH))
+    phase: Mapped[str] = mapped_column(String(ID_LENGTH))
+    visible: Mapped[bool] = mapped_column(Boolean)
+    cause: Mapped[str] = mapped_column(String(16))
+    policy_version: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class PolicyChange(Base):

@@ -139,6 +139,8 @@ def _schemas() -> dict[str, Any]:
                                     "actor": {"type": "string"},
                                     "at": TIMESTAMP,
                                     "policy_version": {"type": "integer"},
+                                    "action": {"enum": ["advance", "reopen"]},
+                                    "reason": {"type": ["string", "null"]},
                                 },
                             },
                         }
@@ -246,6 +248,89 @@ def _paths() -> dict[str, Any]:
                 "responses": {
                     "200": _json(_ref("State"), "The new state."),
                     **_errors(400, 401, 403, 404, 409, 413, 503, 429),
+                },
+            }
+        },
+        "/assessments/{assessment_id}/reopen": {
+            "post": {
+                "summary": "Move back one phase (action reopen); the reason is kept in history.",
+                "parameters": [id_path],
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["role", "actor", "reason"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "tenant": IDENT,
+                            "role": IDENT,
+                            "actor": {"type": "string", "minLength": 1, "maxLength": 200},
+                            "reason": {"type": "string", "minLength": 1, "maxLength": 500},
+                            "expected_phase": IDENT,
+                        },
+                    }
+                ),
+                "responses": {
+                    "200": _json(_ref("State"), "The new state."),
+                    **_errors(400, 401, 403, 404, 409, 413, 503, 429),
+                },
+            }
+        },
+        "/events": {
+            "get": {
+                "summary": "The external-systems feed: assessments newly visible, or no longer "
+                "visible, to external systems, after a cursor, oldest first.",
+                "parameters": [
+                    tenant_query,
+                    {
+                        "name": "after",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "maxLength": 200},
+                        "description": "The cursor of the previous page; omit to start.",
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                    },
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["events", "cursor"],
+                            "properties": {
+                                "cursor": {"type": "string"},
+                                "events": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "required": [
+                                            "assessment",
+                                            "area",
+                                            "phase",
+                                            "visible",
+                                            "cause",
+                                            "policy_version",
+                                            "at",
+                                        ],
+                                        "properties": {
+                                            "assessment": ASSESSMENT_ID,
+                                            "area": IDENT,
+                                            "phase": IDENT,
+                                            "visible": {"type": "boolean"},
+                                            "cause": {"enum": ["created", "transition", "policy"]},
+                                            "policy_version": {"type": "integer"},
+                                            "at": TIMESTAMP,
+                                        },
+                                    },
+                                },
+                            },
+                        },
+                        "A page of events and the cursor to ask with next.",
+                    ),
+                    **_errors(400, 401, 403, 404, 503, 429),
                 },
             }
         },

@@ -25,6 +25,7 @@ from casbin.persist.adapters import FileAdapter
 from casbin_sqlalchemy_adapter import CasbinRule
 from sqlalchemy import Connection, delete, insert, select, update
 
+from service import events
 from service.db import Database
 from service.errors import Conflict, InvalidRequest, NotFound
 from service.models import PolicyChange, PolicyVersion, utcnow
@@ -269,6 +270,7 @@ class PolicyEngine:
         _delete_cells(conn, tenant, old - new)
         _insert_cells(conn, tenant, new - old)
         _audit(conn, tenant, version, actor, changes)
+        events.on_policy_change(conn, tenant, version, _external_views(changes))
         self.forget(tenant)
         return WriteResult(version, changes)
 
@@ -284,6 +286,15 @@ class PolicyEngine:
             roles.index(role) if role in roles else len(roles),
             self.workflow.actions.index(action) if action in self.workflow.actions else 99,
         )
+
+
+def _external_views(changes: Sequence[CellChange]) -> list[tuple[str, str, bool]]:
+    """(area, phase, visible now) for each phase whose external-systems view cell changed."""
+    return [
+        (c.cell[1], c.cell[2], c.after)
+        for c in changes
+        if c.cell[0] == events.EXTERNAL and c.cell[3] == "view"
+    ]
 
 
 def explain(policy: TenantPolicy, area: Area, cell: Cell, allowed: bool) -> str:

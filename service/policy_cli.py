@@ -1,20 +1,26 @@
-"""`workflow-authz check` and `test`: thin shells over service.checker and service.casetests.
+"""`workflow-authz check`, `test`, `export`, `import` and `diff`: thin shells over service.checker,
+service.casetests and the policy store.
 
-Exit codes: 0 clean, 1 problems found (or a case failed, or coverage is too low), 2 bad usage.
-Without PATH arguments they read the configured policy folder (WORKFLOW_AUTHZ_POLICY_DIR) and,
-for check, the model (WORKFLOW_AUTHZ_MODEL_PATH).
+Exit codes: 0 clean, 1 problems found (a case failed, coverage too low, a file refused, an unknown
+tenant, a store failure; for diff: any change), 2 bad usage. Without PATH arguments check and test
+read the configured policy folder (WORKFLOW_AUTHZ_POLICY_DIR) and, for check, the model
+(WORKFLOW_AUTHZ_MODEL_PATH); export, import and diff use the store at WORKFLOW_AUTHZ_DATABASE_URL.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from service.casetests import (
     Case,
+    Coverage,
+    Outcome,
     coverage,
     decision_from_rows,
     junit_xml,
@@ -24,17 +30,36 @@ from service.casetests import (
 )
 from service.checker import (
     FORMATS,
+    TENANT,
+    Cell,
+    Change,
     CheckResult,
     Format,
     PolicyFiles,
+    PolicyLine,
     Problem,
+    Row,
+    cell_changes,
     check_files,
+    check_policy_text,
     collect,
+    display_order,
+    policy_text,
+    read_source,
     render,
 )
 from service.config import load_config
+from service.db import Database
+from service.errors import NotFound, ServiceError, Unavailable
+from service.models import TEXT_LENGTH
+from service.policies import PolicyEngine, current_version, require_version, tenant_cells
+from service.workflows import Workflow, is_identifier
 
 PATHS = click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+SNAPSHOT_TRIES = 5
+
+
+# -- check and test --------------------------------------------------------------------------
 
 
 @click.command("check")
@@ -85,7 +110,19 @@ def test_command(paths: tuple[Path, ...], junit: Path | None, min_coverage: floa
     The files are checked first; the cases run only when the check finds no problem.
     """
     policy_dir, _ = _defaults()
-    paths = paths or (policy_dir,)
+    rows, cases, workflow = _checked_for_cases(paths or (policy_dir,), policy_dir)
+    outcomes = run_cases(cases, decision_from_rows(rows))
+    cover = coverage(cases, workflow)
+    if junit is not None:
+        _write(junit, junit_xml(outcomes, cover))
+    if not _reported(outcomes, cover, min_coverage):
+        _exit(1)
+
+
+def _checked_for_cases(
+    paths: Sequence[Path], policy_dir: Path
+) -> tuple[list[Row], list[Case], Workflow]:
+    """Rows, cases and definition of the checked files; exit 2 lacking either, 1 on problems."""
     files = _collect(paths)
     for kind, found in (("policy (*.csv)", files.policies), ("case (*cases*.csv)", files.cases)):
         if not found:
@@ -95,26 +132,31 @@ def test_command(paths: tuple[Path, ...], junit: Path | None, min_coverage: floa
         click.echo(render(problems))
         click.echo("not running the cases: fix the problems above first", err=True)
         _exit(1)
-    outcomes = run_cases(cases, decision_from_rows(result.all_rows()))
-    cover = coverage(cases, result.workflow)
-    if junit is not None:
-        _write(junit, junit_xml(outcomes, cover))
+    return result.all_rows(), cases, result.workflow
+
+
+def _reported(outcomes: Sequence[Outcome], cover: Coverage, min_coverage: float) -> bool:
+    """Print the report (listing uncovered cells when too few are covered); True when it passed."""
     too_low = cover.percent < min_coverage
     click.echo(text_report(outcomes, cover, uncovered=too_low))
     if too_low:
         message = f"coverage {cover.percent:.1f}% is below --min-coverage {min_coverage:g}%"
         click.echo(message, err=True)
-    if too_low or not all(o.passed for o in outcomes):
-        _exit(1)
+    return not too_low and all(o.passed for o in outcomes)
 
 
 def _defaults() -> tuple[Path, Path]:
     """The configured policy folder and model file, shown relative to the current folder."""
-    try:
-        config = load_config()
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+    config = _settings()
     return _relative(Path(config["POLICY_DIR"])), _relative(Path(config["MODEL_PATH"]))
+
+
+def _settings() -> dict[str, Any]:
+    """The configuration; a bad WORKFLOW_AUTHZ_* value is bad usage (exit 2)."""
+    try:
+        return load_config()
+    except (ServiceError, ValueError) as exc:
+        raise click.UsageError(getattr(exc, "message", str(exc))) from None
 
 
 def _relative(path: Path) -> Path:
@@ -123,11 +165,6 @@ def _relative(path: Path) -> Path:
         return path.resolve().relative_to(Path.cwd().resolve())
     except ValueError:
         return path
-
-
-def _definition(policy_dir: Path) -> Path:
-    """The workflow definition used when none is among the paths."""
-    return policy_dir / "workflow.toml"
 
 
 def _collect(paths: Sequence[Path]) -> PolicyFiles:
@@ -149,9 +186,226 @@ def _collect(paths: Sequence[Path]) -> PolicyFiles:
 
 def _checked(files: PolicyFiles, policy_dir: Path) -> tuple[CheckResult, list[Case], list[Problem]]:
     """Check every file: the checker's result, the cases, and all problems in path order."""
-    result = check_files(files, _definition(policy_dir))
+    result = check_files(files, policy_dir / "workflow.toml")
     cases, case_problems = read_cases(files.cases, result.workflow)
     return result, cases, sorted(result.problems + case_problems)
+
+
+# -- export, import and diff -----------------------------------------------------------------
+
+
+def _tenant_id(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A --tenant value must be a tenant identifier (bad usage otherwise)."""
+    if value is not None and not is_identifier(value):
+        raise click.BadParameter(f"{value!r} is not a tenant id ([a-z][a-z0-9_]*)", param=param)
+    return value
+
+
+def _actor(_ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """The audit records' actor: not blank, and short enough for the audit table."""
+    if not value.strip() or len(value) > TEXT_LENGTH:
+        raise click.BadParameter(f"give 1 to {TEXT_LENGTH} characters", param=param)
+    return value
+
+
+TENANT_OPTION = click.option(
+    "--tenant", required=True, callback=_tenant_id, help="The tenant whose live rows to use."
+)
+FROM_TENANT = click.option(
+    "--from-tenant",
+    metavar="SOURCE",
+    callback=_tenant_id,
+    help="PATH holds tenant SOURCE's rows (e.g. its export): use them as --tenant's rows.",
+)
+POLICY_FILE = click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+
+
+@click.command("export")
+@TENANT_OPTION
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to this file instead of standard output.",
+)
+def export_command(tenant: str, output: Path | None) -> None:
+    """Write a tenant's live rows as a casbin CSV, sorted as workflow.toml lists its ids.
+
+    The same rows always give the same bytes, and `import` reads the file back unchanged.
+    """
+    with _store() as engine:
+        version, cells = _snapshot(engine, tenant)
+    text = policy_text(tenant, version, cells, engine.workflow)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    _write(output, text)
+    click.echo(
+        f"Exported {_count(len(cells), 'row')} of tenant {tenant!r} (version {version}) "
+        f"to {output}.",
+        err=True,
+    )
+
+
+@click.command("import")
+@TENANT_OPTION
+@POLICY_FILE
+@FROM_TENANT
+@click.option("--dry-run", is_flag=True, help="Print the cell changes; write nothing.")
+@click.option(
+    "--actor", default="cli", show_default=True, callback=_actor, help="Who the audit names."
+)
+def import_command(
+    tenant: str, path: Path, from_tenant: str | None, dry_run: bool, actor: str
+) -> None:
+    """Replace a tenant's live rows with the rows of PATH, in one transaction.
+
+    PATH is checked first and refused with the checker's messages when it has a problem; every
+    row must name the tenant (or SOURCE, with --from-tenant). The policy version goes up by one
+    and every changed cell is audited; `+ row` / `- row` lines show what changed.
+    """
+    with _store() as engine:
+        cells = _file_cells(path, from_tenant or tenant, engine.workflow, "importing")
+        if dry_run:
+            version, changes = _planned(engine, tenant, cells)
+        else:
+            version, changes = _replaced(engine, tenant, cells, actor)
+    _print_changes(tenant, changes)
+    click.echo(_import_summary(tenant, path, version, len(changes), dry_run), err=True)
+
+
+@click.command("diff")
+@TENANT_OPTION
+@POLICY_FILE
+@FROM_TENANT
+def diff_command(tenant: str, path: Path, from_tenant: str | None) -> None:
+    """Print the cell changes importing PATH would make; exit 1 when there are any.
+
+    `+ row`: PATH allows a cell the live policy does not; `- row`: the live policy allows a cell
+    PATH does not. PATH is checked first, as by import.
+    """
+    with _store() as engine:
+        cells = _file_cells(path, from_tenant or tenant, engine.workflow, "comparing")
+        version, changes = _planned(engine, tenant, cells)
+    _print_changes(tenant, changes)
+    where = f"tenant {tenant!r} (version {version}) and {path}"
+    click.echo(f"{_count(len(changes), 'change')} between {where}", err=True)
+    if changes:
+        _exit(1)
+
+
+@contextmanager
+def _store() -> Iterator[PolicyEngine]:
+    """A policy engine on the configured store, closed afterwards; failures become exit codes."""
+    engine = _engine()
+    try:
+        yield engine
+    except NotFound as error:
+        hint = "`workflow-authz tenants list` shows them" if error.field == "tenant" else ""
+        raise _failure("; ".join(filter(None, [error.message, hint]))) from None
+    except Unavailable as error:
+        raise _store_failure(error.__cause__ or error) from None
+    except ServiceError as error:
+        raise _failure(error.message, error.exit_code) from None
+    except SQLAlchemyError as exc:
+        raise _store_failure(exc) from None
+    finally:
+        engine.db.dispose()
+
+
+def _engine() -> PolicyEngine:
+    """The engine `workflow-authz` commands use: one connection, configured definition and model."""
+    url = _settings()["DATABASE_URL"]
+    try:
+        return PolicyEngine.for_database(Database(url, 1))
+    except (ValueError, OSError, SQLAlchemyError) as exc:
+        raise _failure(f"cannot open the policy store or definition: {exc}") from None
+
+
+def _store_failure(exc: BaseException) -> click.ClickException:
+    """A store that failed or cannot be reached: the driver's reason; the write never happened."""
+    reason = exc.orig if isinstance(exc, DBAPIError) else getattr(exc, "message", exc)
+    return _failure(f"the store failed ({reason}); nothing was written")
+
+
+def _failure(message: str, exit_code: int = 1) -> click.ClickException:
+    """`Error: message` on stderr, exit 1; or, for exit code 2, bad usage."""
+    return click.UsageError(message) if exit_code == 2 else click.ClickException(message)
+
+
+def _snapshot(engine: PolicyEngine, tenant: str) -> tuple[int, list[Cell]]:
+    """The tenant's version and live cells, re-read until the cells are those of that version.
+
+    One transaction, but under READ COMMITTED each statement may see a newer commit: the
+    version read again after the cells proves no write landed in between.
+    """
+    with engine.db.read() as conn:
+        for _ in range(SNAPSHOT_TRIES):
+            version = require_version(conn, tenant)
+            cells = tenant_cells(conn, tenant)
+            if current_version(conn, tenant) == version:
+                return version, cells
+    raise Unavailable(f"the policy of {tenant!r} kept changing while it was read; try again")
+
+
+def _file_cells(path: Path, source: str, workflow: Workflow, doing: str) -> list[Cell]:
+    """The cells of a policy file: checked against the definition, all rows of tenant `source`."""
+    text, problems = read_source(path)
+    lines: list[PolicyLine] = []
+    if text is not None:
+        lines, problems = check_policy_text(text, str(path), workflow)
+    if problems:
+        click.echo(render(sorted(problems)), err=True)
+        raise _failure(f"not {doing} {path}: fix the problems above first")
+    for line in lines:
+        if line.row[TENANT] != source:
+            raise _failure(_other_tenant(path, line.line, line.row[TENANT], source))
+    return [line.row[1:] for line in lines]
+
+
+def _other_tenant(path: Path, line: int, found: str, source: str) -> str:
+    """Why a row of another tenant is refused, and how to use a file written for another tenant."""
+    message = f"{path}:{line}: the row is for tenant {found!r}, not {source!r}"
+    return message + f"; to use another tenant's rows, add --from-tenant {found}"
+
+
+def _planned(engine: PolicyEngine, tenant: str, cells: list[Cell]) -> tuple[int, list[Change]]:
+    """The live version and the changes replacing its cells with `cells` would make."""
+    version, live = _snapshot(engine, tenant)
+    return version, cell_changes(live, cells, engine.workflow)
+
+
+def _replaced(
+    engine: PolicyEngine, tenant: str, cells: list[Cell], actor: str
+) -> tuple[int, list[Change]]:
+    """Replace the tenant's cells in one write transaction: the new version and what changed."""
+    with engine.db.write() as conn:
+        result = engine.replace(conn, tenant, cells, actor=actor)
+    changes = [Change(c.cell, c.after) for c in result.changes]
+    order = display_order(engine.workflow)
+    return result.version, sorted(changes, key=lambda c: order(c.cell))
+
+
+def _print_changes(tenant: str, changes: Sequence[Change]) -> None:
+    """One `+ row` / `- row` line per changed cell, on stdout."""
+    for change in changes:
+        click.echo(change.line(tenant))
+
+
+def _import_summary(tenant: str, path: Path, version: int, changed: int, dry_run: bool) -> str:
+    """One line on stderr saying what import did (or, with --dry-run, would do)."""
+    cells = _count(changed, "cell")
+    if dry_run:
+        return (
+            f"Dry run: {cells} of tenant {tenant!r} (version {version}) would change; nothing "
+            "was written."
+        )
+    if not changed:
+        return f"Tenant {tenant!r} already matches {path} (version {version}); nothing to import."
+    return f"Imported {path} into tenant {tenant!r}: {cells} changed, now version {version}."
+
+
+# -- output ----------------------------------------------------------------------------------
 
 
 def _count(number: int, noun: str) -> str:
@@ -163,7 +417,7 @@ def _shown(paths: Sequence[Path]) -> str:
 
 
 def _write(path: Path, text: str) -> None:
-    """Write a report file; a path that cannot be written is an error, never a traceback."""
+    """Write a report or export file; a path that cannot be written is an error, not a traceback."""
     try:
         path.write_text(text, encoding="utf-8")
     except OSError as exc:

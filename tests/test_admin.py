@@ -1,7 +1,8 @@
-"""The sysadmin's Workflow page through Flask's test client, on SQLite and PostgreSQL (issue 3):
-login with lockout, tenant scoping, CSRF, review then save in one transaction with an audit row
-per cell, refusal of invalid matrices and of stale forms (nothing saved), the audit log, HTML
-errors and security headers on admin pages only, and the session signing key."""
+"""The sysadmin's Workflow page through Flask's test client, on SQLite and PostgreSQL (issues 3
+and 7): login with lockout, tenant scoping, CSRF, review then save in one transaction with an audit
+row per cell, the reopen column, refusal of invalid matrices and of stale forms (nothing saved),
+the audit log with advances and reopens, HTML errors and security headers on admin pages only, and
+the session signing key."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 
-from service import accounts, admin, create_app
+from service import accounts, create_app
+from service.admin.audit import PAGE_SIZE
+from service.admin.lockout import MAX_FAILED_LOGINS
 from service.cli import default_cells
 from service.config import ConfigError
 from service.db import Database
@@ -183,7 +186,7 @@ def test_a_wrong_password_or_unknown_name_is_refused_alike(app: Flask, db: Datab
 def test_repeated_failures_lock_the_account_for_a_while(app: Flask, db: Database) -> None:
     make_admin(db, "sysadmin")
     client = app.test_client()
-    for _ in range(admin.MAX_FAILED_LOGINS - 1):
+    for _ in range(MAX_FAILED_LOGINS - 1):
         assert log_in(client, "sysadmin", "wrong password!!").status_code == 200
     locked = log_in(client, "sysadmin", "wrong password!!")
     assert locked.status_code == 429 and "locked until" in locked.text
@@ -274,10 +277,19 @@ def test_the_page_shows_each_phase_with_labelled_controls_version_and_last_edito
     assert "The teacher may still edit it." in page
     assert "The teacher submits assessments." in page
     boxes = re.findall(r'<input type="checkbox" id="([^"]+)" name="\1"', page)
-    assert len(boxes) == 3 * (3 + 3)
+    assert len(boxes) == 3 * (3 + 3) + 2 * 3, "view and edit per phase, reopen after the first"
     assert all(f'<label for="{box}">' in page for box in boxes)
     assert page.count("<select") == 2, "no responsible select on the final phase"
-    assert form_fields(page)["responsible-course_registration"] == "course_teacher"
+    fields = form_fields(page)
+    assert fields["responsible-course_registration"] == "course_teacher"
+    assert [f for f in fields if f.startswith("reopen-")] == [
+        "reopen-organisation_approval-headteacher",
+        "reopen-completed-headteacher",
+    ]
+    first = page.split('id="phase-course_registration"')[1].split('id="phase-')[0]
+    assert "reopen-course_registration" not in first
+    assert "None: the first phase. There is no earlier phase to go back to." in first
+    assert "<legend>Staff who may reopen (move back to the previous phase)</legend>" in page
 
 
 def test_review_lists_each_change_and_the_assessments_it_affects_without_saving(
@@ -322,6 +334,7 @@ def test_saving_replaces_the_area_bumps_the_version_audits_and_decisions_follow(
     assert authorize(api, "parent", "organisation_approval")
     assert authorize(api, "headteacher", "group_registration", "advance")
     assert not authorize(api, "mentor", "group_registration", "advance")
+    assert authorize(api, "headteacher", "completed", "reopen"), "rows not on the form are kept"
     with db.read() as conn:
         audit = conn.execute(select(PolicyChange)).all()
     assert {(a.role, a.phase, a.action, a.before, a.after, a.actor, a.version) for a in audit} == {
@@ -344,7 +357,62 @@ def test_an_invalid_matrix_is_refused_on_its_row_and_nothing_is_saved(
     row = response.text.split('id="phase-organisation_approval"')[1].split("</fieldset>")[0]
     assert "Choose the role responsible for advancing this phase." in row
     final_row = response.text.split('id="phase-completed"')[1]
-    assert "Parents can only see: they cannot edit or advance." in final_row
+    assert "Parents can only see: they cannot edit, advance or reopen." in final_row
+    assert stored(db) == before
+
+
+def test_ticking_and_unticking_reopen_boxes_reviews_saves_and_authorize_follows(
+    sysadmin: FlaskClient, db: Database, api: Api
+) -> None:
+    form = behaviour_form(sysadmin) | {"reopen-completed-mentor": "on"}
+    form.pop("reopen-organisation_approval-headteacher")
+    review = sysadmin.post("/admin/workflow/behaviour", data=form)
+    text = re.sub(r"\s+", " ", review.text)
+    assert (
+        "Headteachers will no longer be able to reopen Behaviour from the Organisation approval "
+        "phase (back to the Group registration phase)" in text
+    )
+    assert (
+        "Mentors will be able to reopen Behaviour from the phase “Term behaviour assessment "
+        "completed” (back to the Organisation approval phase)" in text
+    )
+    saved = sysadmin.post(
+        "/admin/workflow/behaviour", data=form_fields(review.text, "confirm") | {"step": "save"}
+    )
+    assert saved.status_code == 303
+    assert authorize(api, "mentor", "completed", "reopen")
+    assert not authorize(api, "headteacher", "organisation_approval", "reopen")
+    assert authorize(api, "headteacher", "completed", "reopen")
+    page = form_fields(sysadmin.get(saved.headers["Location"]).text)
+    assert page["reopen-completed-mentor"] == "on"
+    assert "reopen-organisation_approval-headteacher" not in page
+
+
+@pytest.mark.parametrize(
+    "field, phase, message",
+    [
+        (
+            "reopen-group_registration-headteacher",
+            "group_registration",
+            "The first phase cannot be reopened: there is no phase before it.",
+        ),
+        (
+            "reopen-completed-parent",
+            "completed",
+            "Parents can only see: they cannot edit, advance or reopen.",
+        ),
+    ],
+)
+def test_reopen_on_the_first_phase_or_for_an_audience_is_refused_on_its_row(
+    sysadmin: FlaskClient, db: Database, field: str, phase: str, message: str
+) -> None:
+    before = stored(db)
+    form = behaviour_form(sysadmin) | {field: "on", "step": "save"}
+    response = sysadmin.post("/admin/workflow/behaviour", data=form)
+    assert response.status_code == 400
+    assert "Not saved: 1 problem to fix" in response.text
+    row = response.text.split(f'id="phase-{phase}"')[1].split('<div class="cells">')[0]
+    assert message in row
     assert stored(db) == before
 
 
@@ -404,17 +472,31 @@ def test_the_audit_page_lists_policy_changes_and_transitions_newest_first(
     assert "Nothing recorded for these filters." in by_area
 
 
+def test_the_audit_page_shows_a_reopen_with_its_reason(sysadmin: FlaskClient, api: Api) -> None:
+    api.post("/assessments", {"id": "b1", "area": "behaviour"})
+    api.post("/assessments/b1/advance", {"role": "mentor", "actor": "ms_smith"})
+    body = {"role": "headteacher", "actor": "mr_jones", "reason": "Marks <missing>"}
+    assert api.post("/assessments/b1/reopen", body).status_code == 200
+    page = re.sub(r"\s+", " ", sysadmin.get("/admin/audit?tenant=default&person=mr_jones").text)
+    assert (
+        "Reopened Behaviour assessment b1 from Organisation approval phase back to Group "
+        "registration phase as Headteacher, giving the reason “Marks &lt;missing&gt;”" in page
+    )
+
+
 def test_the_audit_page_is_paginated(
     sysadmin: FlaskClient, db: Database, policy_engine: PolicyEngine
 ) -> None:
-    with db.write() as conn:  # 29 cells removed, then 29 added back: 58 audit rows
+    cells = default_cells()
+    with db.write() as conn:  # every cell removed, then added back: two audit rows per cell
         policy_engine.replace(conn, "default", [], actor="bulk")
-        policy_engine.replace(conn, "default", default_cells(), actor="bulk")
+        policy_engine.replace(conn, "default", cells, actor="bulk")
+    assert PAGE_SIZE < 2 * len(cells) <= 2 * PAGE_SIZE
     first = sysadmin.get("/admin/audit?tenant=default&person=bulk").text
-    assert first.count("<tr class=") == admin.PAGE_SIZE
+    assert first.count("<tr class=") == PAGE_SIZE
     assert 'rel="next"' in first and 'rel="prev"' not in first
     second = sysadmin.get("/admin/audit?tenant=default&person=bulk&page=2").text
-    assert second.count("<tr class=") == 58 - admin.PAGE_SIZE
+    assert second.count("<tr class=") == 2 * len(cells) - PAGE_SIZE
     assert 'rel="prev"' in second and 'rel="next"' not in second
 
 

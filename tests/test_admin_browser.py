@@ -1,8 +1,9 @@
-"""The Workflow page as a sysadmin uses it (issue 3): headless Chromium with JavaScript turned off,
-against a real `workflow-authz serve` (two worker processes) on a store of its own. Log in, untick
-and tick boxes, change the responsible role, review, save -- and POST /authorize answers
-differently on the very next request, whichever process takes it. A second browser session
-saving a form it loaded before that save is refused. The page also fits a phone's width.
+"""The Workflow page as a sysadmin uses it (issues 3 and 7): headless Chromium with JavaScript
+turned off, against a real `workflow-authz serve` (two worker processes) on a store of its own. Log
+in, untick and tick boxes (reopen ones too), change the responsible role, review, save -- and POST
+/authorize answers differently on the very next request, whichever process takes it. A second
+browser session saving a form it loaded before that save is refused. The page also fits a phone's
+width.
 
 The set-up makes the README's screenshot, docs/admin-workflow.png, when it is missing or when
 UPDATE_SCREENSHOTS=1 (otherwise it goes to the test's temporary folder only, so a test run does
@@ -39,6 +40,7 @@ CHROMIUM_ARGS = [
 CLI = Path(sys.executable).parent / "workflow-authz"
 SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "admin-workflow.png"
 PASSWORD = "correct horse battery staple"
+REOPEN = "Staff who may reopen (move back to the previous phase)"
 STARTUP_SECONDS = 30
 
 if not CHROMIUM.exists():
@@ -159,6 +161,12 @@ def phase(page: Page, label: str) -> Locator:
     return page.get_by_role("group", name=label, exact=True)
 
 
+def reopen_box(page: Page, phase_label: str, role: str) -> Locator:
+    """The checkbox saying that `role` may reopen the phase (move it back one phase)."""
+    group = phase(page, phase_label).get_by_role("group", name=REOPEN, exact=True)
+    return group.get_by_label(role, exact=True)
+
+
 # -- tests ---------------------------------------------------------------------------------------
 
 
@@ -168,9 +176,14 @@ def test_a_sysadmin_changes_who_sees_what_and_authorize_follows(
     assert not server.authorize("parent", "behaviour", "organisation_approval")
     assert server.authorize("external_system", "behaviour", "completed")
     assert server.authorize("mentor", "behaviour", "group_registration", "advance")
+    assert server.authorize("headteacher", "behaviour", "completed", "reopen")
+    assert not server.authorize("mentor", "behaviour", "organisation_approval", "reopen")
     page = new_page(browser, server)
     log_in(page, "sysadmin")
     expect(page.get_by_text("policy version 1")).to_be_visible()
+    first = phase(page, "Group registration phase")
+    expect(first.get_by_role("group", name=REOPEN, exact=True)).to_have_count(0)
+    expect(first.get_by_text("There is no earlier phase to go back to.")).to_be_visible()
     shot = tmp_path / "admin-workflow.png"
     page.screenshot(path=shot, full_page=True)
     if not SCREENSHOT.exists() or os.environ.get("UPDATE_SCREENSHOTS") == "1":
@@ -182,6 +195,8 @@ def test_a_sysadmin_changes_who_sees_what_and_authorize_follows(
     completed.get_by_label("External systems", exact=True).uncheck()
     registration = phase(page, "Group registration phase")
     registration.get_by_label("Responsible for advancing").select_option(label="Headteacher")
+    reopen_box(page, "Organisation approval phase", "Mentor").check()
+    reopen_box(page, "Term behaviour assessment completed", "Headteacher").uncheck()
     page.get_by_role("button", name="Review changes").click()
 
     changes = page.get_by_role("list").filter(has_text="will")
@@ -192,18 +207,25 @@ def test_a_sysadmin_changes_who_sees_what_and_authorize_follows(
             "Headteachers will be responsible for advancing Behaviour "
             "from the Group registration phase",
             "Parents will be able to see Behaviour in the Organisation approval phase",
+            "Mentors will be able to reopen Behaviour from the Organisation approval phase "
+            "(back to the Group registration phase)",
             "External systems will no longer be able to see Behaviour "
             "in the phase “Term behaviour assessment completed”",
+            "Headteachers will no longer be able to reopen Behaviour from the phase "
+            "“Term behaviour assessment completed” (back to the Organisation approval phase)",
         ]
     )
     assert not server.authorize("parent", "behaviour", "organisation_approval"), "not yet saved"
     page.get_by_role("button", name="Save these changes").click()
 
-    expect(page.get_by_role("status")).to_have_text("Saved 4 changes: the policy is now version 2.")
+    expect(page.get_by_role("status")).to_have_text("Saved 6 changes: the policy is now version 2.")
     assert server.authorize("parent", "behaviour", "organisation_approval")
     assert not server.authorize("external_system", "behaviour", "completed")
     assert server.authorize("headteacher", "behaviour", "group_registration", "advance")
     assert not server.authorize("mentor", "behaviour", "group_registration", "advance")
+    assert server.authorize("mentor", "behaviour", "organisation_approval", "reopen")
+    assert not server.authorize("headteacher", "behaviour", "completed", "reopen")
+    expect(reopen_box(page, "Organisation approval phase", "Mentor")).to_be_checked()
     page.context.close()
 
 

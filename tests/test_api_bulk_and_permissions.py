@@ -97,7 +97,7 @@ def test_permissions_list_the_buttons_to_show(api: Api) -> None:
     head = api.post(
         "/permissions", {"role": "headteacher", "area": "assessment", "phase": "completed"}
     ).json
-    assert head["actions"] == ["view", "edit"]
+    assert head["actions"] == ["view", "edit", "reopen"]
     parent = api.post("/permissions", {"role": "parent", "assessment": "p1"}).json
     assert parent["actions"] == []
 

@@ -1,15 +1,18 @@
-"""The policy checker (service/checker.py), spec §2 and issue 4 item 1.
+"""The policy checker (service/checker/), spec §2, issue 4 item 1 and issue 7 item 2.
 
 Checks that the repository's own model, definition and policy are clean; that every problem code
 is documented and has a fixture folder; how policy rows are parsed and which spacing is accepted;
-which models, definitions and policies are refused and where each problem is located; the three
+which models, definitions and policies are refused and where each problem is located; the
+optional fourth action `reopen` (never on an area's first phase, never for an audience); the three
 output formats; and that garbage bytes, empty files and huge files are reported, never raised.
 (tests/test_policy_cli.py runs every fixture folder through `workflow-authz check`.)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.checker import (
+    ACTIONS,
     CODES,
     MAX_BYTES,
     PolicyLine,
@@ -38,6 +42,7 @@ POLICIES = Path(__file__).resolve().parent / "policies"
 MODEL = (REPO / "model.conf").read_text(encoding="utf-8")
 DEFINITION = (REPO / "policy" / "workflow.toml").read_text(encoding="utf-8")
 WORKFLOW = load_workflow(REPO / "policy" / "workflow.toml")
+SHIPPED_ROWS = (REPO / "policy" / "policy.csv").read_text(encoding="utf-8").count("\np, ")
 MINIMAL = """\
 p, default, mentor, behaviour, group_registration, advance
 p, default, headteacher, behaviour, organisation_approval, advance
@@ -63,7 +68,7 @@ def test_the_shipped_model_definition_and_policy_are_clean() -> None:
     result = check_files(files, REPO / "policy" / "workflow.toml")
     assert result.problems == []
     assert result.workflow == WORKFLOW
-    assert len(result.all_rows()) == 29
+    assert len(result.all_rows()) == SHIPPED_ROWS
 
 
 def test_every_code_is_documented() -> None:
@@ -165,6 +170,74 @@ def test_advance_rules_count_distinct_valid_rows_only() -> None:
 
 def test_a_file_of_comments_has_no_rows() -> None:
     assert codes(policy("# nothing yet\n")) == [(1, 1, "WA315")]
+
+
+# -- reopen, the optional fourth action (issue 7) --------------------------------------------
+
+THREE = dataclasses.replace(WORKFLOW, actions=ACTIONS)
+FOUR = dataclasses.replace(WORKFLOW, actions=(*ACTIONS, "reopen"))
+
+
+def with_actions(actions: str) -> list[tuple[int, int, str]]:
+    """The problems of the shipped definition with another `actions = [...]` line."""
+    return definition(re.sub(r"(?m)^actions = .*$", f"actions = {actions}", DEFINITION))
+
+
+@pytest.mark.parametrize(
+    "actions", ['["view", "edit", "advance"]', '["view", "edit", "advance", "reopen"]']
+)
+def test_the_definition_may_add_reopen_after_the_three_actions(actions: str) -> None:
+    assert with_actions(actions) == []
+
+
+@pytest.mark.parametrize(
+    "actions",
+    [
+        '["view", "advance", "edit"]',
+        '["reopen", "view", "edit", "advance"]',
+        '["view", "edit", "reopen"]',
+        '["view", "edit", "advance", "delete"]',
+    ],
+)
+def test_other_action_lists_or_orders_are_refused(actions: str) -> None:
+    assert [code for _, _, code in with_actions(actions)] == ["WA211"]
+
+
+def test_a_repeated_action_is_reported_once_as_a_duplicate() -> None:
+    assert [code for _, _, code in with_actions('["view", "edit", "advance", "view"]')] == ["WA204"]
+
+
+def test_reopen_is_an_unknown_action_when_the_definition_lacks_it() -> None:
+    line = "p, default, headteacher, behaviour, completed, reopen"
+    assert codes(policy(MINIMAL + line, THREE)) == [(5, 48, "WA309")]
+    assert policy(MINIMAL + line, FOUR) == []
+
+
+@pytest.mark.parametrize(
+    ("line", "column"),
+    [
+        ("p, default, headteacher, behaviour, group_registration, reopen", 37),
+        ("p, default, course_teacher, assessment, course_registration, reopen", 41),
+    ],
+)
+def test_reopen_on_an_areas_first_phase_is_refused(line: str, column: int) -> None:
+    (problem,) = policy(MINIMAL + line, FOUR)
+    assert (problem.line, problem.column, problem.code) == (5, column, "WA317")
+    assert "first phase" in problem.message
+
+
+def test_audiences_never_reopen() -> None:
+    line = "p, default, parent, behaviour, completed, reopen"
+    (problem,) = policy(MINIMAL + line, FOUR)
+    assert (problem.code, problem.column) == ("WA314", 43)
+    assert problem.message.endswith("never reopen")
+    first_phase = "p, default, parent, behaviour, group_registration, reopen"
+    assert [p.code for p in policy(MINIMAL + first_phase, FOUR)] == ["WA314"]
+
+
+def test_the_cells_of_a_definition_follow_its_actions() -> None:
+    assert len(THREE.cells()) == 108
+    assert len(FOUR.cells()) == 144
 
 
 # -- model.conf ------------------------------------------------------------------------------

@@ -1,8 +1,11 @@
-"""The Workflow page's matrix (spec §4, issue 3): policy cells <-> checkboxes per area, the rules a
-submitted matrix must keep, and the plain words the review step uses. Pure: no app, no store."""
+"""The Workflow page's matrix (spec §4, issues 3 and 7): policy cells <-> checkboxes per area, the
+rules a submitted matrix must keep, and the plain words the review step uses; the columns follow
+the definition's actions (a definition without `reopen` has no reopen column). Pure: no app, no
+store."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,7 @@ WORKFLOW = load_workflow(Path(REPO_ROOT) / "policy" / "workflow.toml")
 BEHAVIOUR = WORKFLOW.area_by_id["behaviour"]
 ASSESSMENT = WORKFLOW.area_by_id["assessment"]
 DEFAULT = default_cells()
+WITHOUT_REOPEN = dataclasses.replace(WORKFLOW, actions=("view", "edit", "advance"))
 
 
 def area_cells(area_id: str) -> set[Cell]:
@@ -48,9 +52,30 @@ def test_the_default_behaviour_matrix_reads_like_the_source_page() -> None:
         "completed",
     ]
     assert [r.responsible for r in shown.rows] == ["mentor", "headteacher", ""]
-    assert shown.row("completed").viewers >= {"learner", "parent", "external_system"}
-    assert not shown.row("organisation_approval").viewers & {"learner", "parent"}
-    assert shown.row("organisation_approval").editors == {"mentor", "headteacher"}
+    assert shown.row("completed").holders("view") >= {"learner", "parent", "external_system"}
+    assert not shown.row("organisation_approval").holders("view") & {"learner", "parent"}
+    assert shown.row("organisation_approval").holders("edit") == {"mentor", "headteacher"}
+    assert [r.holders("reopen") for r in shown.rows] == [set(), {"headteacher"}, {"headteacher"}]
+
+
+def test_the_page_has_a_column_per_action_of_the_definition() -> None:
+    assert [c.action for c in matrix.columns(WORKFLOW)] == ["view", "advance", "edit", "reopen"]
+    assert [c.action for c in matrix.columns(WITHOUT_REOPEN)] == ["view", "advance", "edit"]
+
+
+@pytest.mark.parametrize(
+    "action, phases",
+    [
+        ("view", ["group_registration", "organisation_approval", "completed"]),
+        ("advance", ["group_registration", "organisation_approval"]),
+        ("reopen", ["organisation_approval", "completed"]),
+    ],
+)
+def test_no_select_on_the_final_phase_and_no_reopen_on_the_first(
+    action: str, phases: list[str]
+) -> None:
+    column = next(c for c in matrix.COLUMNS if c.action == action)
+    assert [p.id for p in BEHAVIOUR.phases if column.offered(BEHAVIOUR, p.id)] == phases
 
 
 @pytest.mark.parametrize("area", ["behaviour", "assessment"])
@@ -70,6 +95,16 @@ def test_any_set_of_an_areas_cells_round_trips(cells: set[Cell]) -> None:
     assert matrix.to_cells(matrix.from_cells(ASSESSMENT, cells)) == cells
 
 
+def test_a_definition_without_reopen_round_trips_its_own_cells() -> None:
+    cells = {c for c in area_cells("behaviour") if c[3] != "reopen"}
+    shown = matrix.from_cells(BEHAVIOUR, cells)
+    fields = dict(matrix.form_fields(WITHOUT_REOPEN, shown))
+    assert not [name for name in fields if name.startswith("reopen-")]
+    draft, problems = matrix.from_form(WITHOUT_REOPEN, BEHAVIOUR, fields, shown)
+    assert problems == [] and matrix.to_cells(draft) == cells
+    assert matrix.validate(WITHOUT_REOPEN, BEHAVIOUR, draft) == []
+
+
 # -- reading a submitted form ----------------------------------------------------------------------
 
 
@@ -87,19 +122,41 @@ def test_ticking_and_unticking_boxes_and_choosing_a_role_change_those_cells_only
     }
 
 
+def test_ticking_and_unticking_reopen_boxes_changes_those_cells_only() -> None:
+    form = default_form("behaviour")
+    form["reopen-organisation_approval-mentor"] = "on"
+    del form["reopen-completed-headteacher"]
+    draft = submit(form)
+    assert matrix.to_cells(draft) ^ area_cells("behaviour") == {
+        ("mentor", "behaviour", "organisation_approval", "reopen"),
+        ("headteacher", "behaviour", "completed", "reopen"),
+    }
+
+
 def test_staff_visibility_is_not_on_the_page_so_it_is_kept() -> None:
     form = default_form("behaviour")
-    draft = submit({k: v for k, v in form.items() if not k.startswith("edit-")})
-    assert draft.row("group_registration").viewers >= {"mentor", "headteacher"}
+    draft = submit({k: v for k, v in form.items() if not k.startswith(("edit-", "reopen-"))})
+    assert draft.row("group_registration").holders("view") >= {"mentor", "headteacher"}
+    assert "headteacher" in draft.row("completed").holders("view")
 
 
-def test_a_staff_role_given_edit_or_advance_can_also_see_that_phase() -> None:
+def test_a_staff_role_given_edit_advance_or_reopen_can_also_see_that_phase() -> None:
     form = default_form("behaviour")
     form["edit-group_registration-course_teacher"] = "on"
     form["responsible-organisation_approval"] = "course_teacher"
+    form["reopen-completed-course_teacher"] = "on"
     draft = submit(form)
-    assert "course_teacher" in draft.row("group_registration").viewers
-    assert "course_teacher" in draft.row("organisation_approval").viewers
+    for phase in ("group_registration", "organisation_approval", "completed"):
+        assert "course_teacher" in draft.row(phase).holders("view")
+
+
+def test_a_definition_without_reopen_refuses_reopen_fields() -> None:
+    current = matrix.from_cells(BEHAVIOUR, DEFAULT)
+    form = dict(matrix.form_fields(WITHOUT_REOPEN, current)) | {"reopen-completed-mentor": "on"}
+    _, problems = matrix.from_form(WITHOUT_REOPEN, BEHAVIOUR, form, current)
+    assert problems == [
+        matrix.Problem(None, "The form field 'reopen-completed-mentor' is not part of this page.")
+    ]
 
 
 def test_fields_the_page_never_offers_are_refused() -> None:
@@ -107,9 +164,11 @@ def test_fields_the_page_never_offers_are_refused() -> None:
         "view-no_such_phase-parent": "on",
         "view-completed-mentor": "on",
         "responsible-completed-mentor": "on",
+        "reopen-completed": "on",
+        "advance-completed-mentor": "on",
     }
     _, problems = matrix.from_form(WORKFLOW, BEHAVIOUR, form, matrix.from_cells(BEHAVIOUR, DEFAULT))
-    assert len(problems) == 3
+    assert len(problems) == 5
     assert all(p.phase is None and "not part of this page" in p.message for p in problems)
 
 
@@ -156,12 +215,38 @@ def test_the_final_phase_has_no_responsible_role() -> None:
 
 @pytest.mark.parametrize(
     "field, value",
-    [("edit-completed-parent", "on"), ("responsible-group_registration", "learner")],
+    [
+        ("edit-completed-parent", "on"),
+        ("responsible-group_registration", "learner"),
+        ("reopen-completed-external_system", "on"),
+    ],
 )
-def test_audiences_never_edit_or_advance(field: str, value: str) -> None:
+def test_audiences_never_edit_advance_or_reopen(field: str, value: str) -> None:
     form = default_form("behaviour") | {field: value}
+    phase = field.split("-")[1]
     problems = matrix.validate(WORKFLOW, BEHAVIOUR, submit(form))
-    assert any("can only see: they cannot edit or advance" in p.message for p in problems)
+    assert [p.phase for p in problems if "can only see" in p.message] == [phase]
+    assert any("can only see: they cannot edit, advance or reopen." in p.message for p in problems)
+
+
+def test_without_reopen_the_audience_rule_names_the_actions_there_are() -> None:
+    cells = {c for c in area_cells("behaviour") if c[3] != "reopen"}
+    cells.add(("parent", "behaviour", "completed", "edit"))
+    problems = matrix.validate(WITHOUT_REOPEN, BEHAVIOUR, matrix.from_cells(BEHAVIOUR, cells))
+    assert problems == [
+        matrix.Problem("completed", "Parents can only see: they cannot edit or advance.")
+    ]
+
+
+def test_the_first_phase_cannot_be_reopened() -> None:
+    form = default_form("behaviour") | {"reopen-group_registration-headteacher": "on"}
+    problems = matrix.validate(WORKFLOW, BEHAVIOUR, submit(form))
+    assert problems == [
+        matrix.Problem(
+            "group_registration",
+            "The first phase cannot be reopened: there is no phase before it.",
+        )
+    ]
 
 
 # -- plain words -----------------------------------------------------------------------------------
@@ -192,6 +277,18 @@ def test_audiences_never_edit_or_advance(field: str, value: str) -> None:
             "Headteachers will be responsible for advancing Behaviour "
             "from the Group registration phase",
         ),
+        (
+            ("headteacher", "behaviour", "completed", "reopen"),
+            True,
+            "Headteachers will be able to reopen Behaviour from the phase "
+            "“Term behaviour assessment completed” (back to the Organisation approval phase)",
+        ),
+        (
+            ("headteacher", "assessment", "organisation_approval", "reopen"),
+            False,
+            "Headteachers will no longer be able to reopen Assessment from the Organisation "
+            "approval phase (back to the Course registration phase)",
+        ),
     ],
 )
 def test_each_changed_cell_is_described_in_plain_words(
@@ -205,17 +302,26 @@ def test_the_audit_page_uses_the_past_tense() -> None:
     assert matrix.describe(WORKFLOW, cell, True, tense="past") == (
         "Learners were allowed to see Behaviour in the Group registration phase"
     )
+    reopen = ("mentor", "behaviour", "organisation_approval", "reopen")
+    assert matrix.describe(WORKFLOW, reopen, False, tense="past") == (
+        "Mentors were no longer allowed to reopen Behaviour from the Organisation approval "
+        "phase (back to the Group registration phase)"
+    )
 
 
 def test_changes_are_listed_in_page_order() -> None:
     after = area_cells("behaviour") | {
+        ("mentor", "behaviour", "completed", "reopen"),
         ("parent", "behaviour", "completed", "edit"),
         ("learner", "behaviour", "group_registration", "view"),
+        ("mentor", "behaviour", "completed", "edit"),
     }
     found = matrix.changes(WORKFLOW, area_cells("behaviour"), after)
     assert [c.cell for c in found] == [
         ("learner", "behaviour", "group_registration", "view"),
         ("parent", "behaviour", "completed", "edit"),
+        ("mentor", "behaviour", "completed", "edit"),
+        ("mentor", "behaviour", "completed", "reopen"),
     ]
     assert all(c.after for c in found)
 

@@ -32,10 +32,11 @@ def _version(engine: PolicyEngine, tenant: str = "default") -> int:
     return version
 
 
-def test_default_matrix_has_29_rows(engine: PolicyEngine) -> None:
+def test_default_matrix_has_33_rows(engine: PolicyEngine) -> None:
+    """The spec's 29 rows plus the headteacher's 4 reopen rows (issue 7)."""
     with engine.db.read() as conn:
-        assert len(tenant_cells(conn, "default")) == 29
-    assert sum(allowed for *_, allowed in MATRIX) == 29 and len(MATRIX) == 108
+        assert len(tenant_cells(conn, "default")) == 33
+    assert sum(allowed for *_, allowed in MATRIX) == 33 and len(MATRIX) == 144
 
 
 @pytest.mark.parametrize(("role", "area", "phase", "action", "allowed"), MATRIX, ids=CELL_IDS)
@@ -175,7 +176,7 @@ def test_replacing_one_area_leaves_the_other_area_and_other_tenants_alone(
         engine.create_tenant(conn, "north", _cells(engine), actor="t")
         engine.replace(conn, "default", set(), actor="a", area="behaviour")
     assert {c[1] for c in _cells(engine)} == {"assessment"}
-    assert len(_cells(engine, "north")) == 29
+    assert len(_cells(engine, "north")) == 33
 
 
 def test_a_failure_mid_write_leaves_the_previous_policy(engine: PolicyEngine) -> None:
@@ -219,4 +220,4 @@ def test_rows_cannot_be_empty_or_duplicated(engine: PolicyEngine) -> None:
         with pytest.raises(IntegrityError), engine.db.write() as conn:
             conn.execute(insert(RULES).values(**bad))
     with engine.db.read() as conn:
-        assert conn.execute(select(func.count()).select_from(RULES)).scalar_one() == 29
+        assert conn.execute(select(func.count()).select_from(RULES)).scalar_one() == 33

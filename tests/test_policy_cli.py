@@ -2,7 +2,7 @@
 
 Runs every fixture folder under tests/policies/ through `check`: valid/ exits 0, each
 invalid/<reason>/ exits 1 printing exactly the `file:line:column: CODE` lines of its expected.txt.
-Then the output formats, bad usage (exit 2), `test` on the shipped policy (108 cases, full
+Then the output formats, bad usage (exit 2), `test` on the shipped policy (one case per cell, full
 coverage), failing cases, --min-coverage, --junit, refusing invalid files, and files of garbage.
 """
 
@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from service import policy_cli
+from service.workflows import load_workflow
 
 check_command = policy_cli.check_command
 cases_command = policy_cli.test_command  # not test_*: pytest would try to collect it
@@ -30,7 +31,9 @@ ENV = {
     "WORKFLOW_AUTHZ_POLICY_DIR": str(REPO / "policy"),
     "WORKFLOW_AUTHZ_MODEL_PATH": str(REPO / "model.conf"),
 }
-SHIPPED_SUMMARY = "108 cases, 108 passed, 0 failed; coverage 100.0% of 108 cells"
+CELLS = len(load_workflow(REPO / "policy" / "workflow.toml").cells())
+"""The shipped matrix: roles x area-phases x the definition's actions (108, or 144 with reopen)."""
+SHIPPED_SUMMARY = f"{CELLS} cases, {CELLS} passed, 0 failed; coverage 100.0% of {CELLS} cells"
 
 
 def run(command: click.Command, *args: str | Path) -> Result:
@@ -199,18 +202,20 @@ def test_a_failing_case_names_the_case_expected_actual_and_rule(tmp_path: Path) 
         "allow (matched rule `p, default, parent, behaviour, completed, view`)",
         f"FAIL {folder / 'cases.csv'}:3: parent edits completed behaviour: expected allow, got "
         "deny (no rule matched)",
-        "2 cases, 0 passed, 2 failed; coverage 1.9% of 108 cells",
+        f"2 cases, 0 passed, 2 failed; coverage {200 / CELLS:.1f}% of {CELLS} cells",
     ]
 
 
 def test_coverage_below_the_minimum_fails_and_lists_uncovered_cells(tmp_path: Path) -> None:
     shipped = (REPO / "policy" / "cases.csv").read_text().splitlines(keepends=True)
     folder = copy_policy(tmp_path, "".join(shipped[:-1]))
+    last_cell = ", ".join(shipped[-1].strip().split(",")[1:6])
+    percent = f"{100 * (CELLS - 1) / CELLS:.1f}%"
     result = run(cases_command, "--min-coverage", "100", folder)
     assert result.exit_code == 1
-    assert "uncovered cell: default, headteacher, assessment, completed, advance" in result.stdout
-    assert result.stdout.splitlines()[-1].endswith("coverage 99.1% of 108 cells")
-    assert result.stderr == "coverage 99.1% is below --min-coverage 100%\n"
+    assert f"uncovered cell: {last_cell}\n" in result.stdout
+    assert result.stdout.splitlines()[-1].endswith(f"coverage {percent} of {CELLS} cells")
+    assert result.stderr == f"coverage {percent} is below --min-coverage 100%\n"
     assert run(cases_command, "--min-coverage", "99", folder).exit_code == 0
 
 
@@ -220,7 +225,7 @@ def test_junit_report_is_written(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     suite = ET.parse(report).getroot().find("testsuite")
     assert suite is not None
-    assert (suite.get("tests"), suite.get("failures")) == ("108", "0")
+    assert (suite.get("tests"), suite.get("failures")) == (str(CELLS), "0")
 
 
 def test_an_unwritable_junit_path_is_an_error_not_a_traceback(tmp_path: Path) -> None:

@@ -41,6 +41,8 @@ OPERATIONS = [
     ("/assessments/{assessment_id}", "GET"),
     ("/assessments/{assessment_id}/advance", "POST"),
     ("/assessments/advance", "POST"),
+    ("/assessments/{assessment_id}/reopen", "POST"),
+    ("/events", "GET"),
     ("/permissions", "POST"),
     ("/healthz", "GET"),
     ("/openapi.json", "GET"),

@@ -1,0 +1,30 @@
+"""The sysadmin's web form at /admin: login, the Workflow page with its review step, the audit log.
+
+HTML for people, never JSON: errors on these pages render as pages. Every POST carries a CSRF
+token; every answer forbids framing, scripts and caching. Views are thin: the matrix rules live in
+service/matrix.py and every policy write goes through PolicyEngine.replace in one transaction.
+
+One module per concept: `blueprint` (the blueprint and what every page shares), `context` (the
+request's store, engine and admin), `sessions` (cookie, signing key, headers), `lockout` (password
+checks), `login`, `errors`, `tenants`, `workflow` with `stored`, and `audit`.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+# The view modules are imported for their routes, which they add to `bp`.
+from service.admin import audit, errors, login, tenants, workflow  # noqa: F401
+from service.admin.blueprint import bp, csrf
+from service.admin.sessions import SESSION_LIFETIME, SecureOverHttpsSessions, secret_key
+
+__all__ = ["SESSION_LIFETIME", "bp", "init_app", "secret_key"]
+
+
+def init_app(app: Flask) -> None:
+    """CSRF for the admin forms only (the API authenticates by key), then the blueprint."""
+    app.config["WTF_CSRF_CHECK_DEFAULT"] = False
+    app.config["WTF_CSRF_TIME_LIMIT"] = None  # the token lives as long as the session
+    app.session_interface = SecureOverHttpsSessions()
+    csrf.init_app(app)
+    app.register_blueprint(bp)

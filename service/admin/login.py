@@ -1,0 +1,98 @@
+"""Logging in and out, and the guard that sends every other admin page to the login first."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from urllib.parse import urlsplit
+
+from flask import flash, g, redirect, render_template, request, session, url_for
+from flask.typing import ResponseReturnValue
+from sqlalchemy import select
+
+from service.admin.blueprint import bp, csrf, when
+from service.admin.context import SignedIn, db
+from service.admin.lockout import check_login
+from service.models import Admin, utcnow
+
+PUBLIC_ENDPOINTS = {"admin.login", "admin.static"}
+
+
+@bp.before_request
+def guard() -> ResponseReturnValue | None:
+    """A CSRF check on every POST; a login for every page but the login page and static files."""
+    if request.method == "POST":
+        csrf.protect()
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    admin = _signed_in()
+    if admin is None:
+        return redirect(url_for("admin.login", next=_here()))
+    g.admin = admin
+    return None
+
+
+def _signed_in() -> SignedIn | None:
+    """The admin named by the session, read again from the store (a deleted admin is out)."""
+    admin_id = session.get("admin_id")
+    if not isinstance(admin_id, int):
+        return None
+    with db().read() as conn:
+        row = conn.execute(
+            select(Admin.id, Admin.username, Admin.tenant).where(Admin.id == admin_id)
+        ).one_or_none()
+    if row is None:
+        session.clear()
+        return None
+    return SignedIn(row.id, row.username, row.tenant)
+
+
+def _here() -> str:
+    """This request's path and query, to come back to after logging in."""
+    query = request.query_string.decode("utf-8", "replace")
+    return f"{request.path}?{query}" if query else request.path
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> ResponseReturnValue:
+    """Log in with an account made by `workflow-authz admins create`."""
+    if request.method == "GET":
+        return render_template("admin/login.html", next=request.args.get("next", ""))
+    username = request.form.get("username", "").strip().lower()  # phones capitalise
+    result = check_login(db(), username, request.form.get("password", ""))
+    if result.admin_id is None:
+        return _login_refused(username, result.locked_until)
+    session.clear()  # a fresh session: no fixation of one made before logging in
+    session.permanent = True
+    session["admin_id"] = result.admin_id
+    return redirect(_safe_next(request.form.get("next", "")), 303)
+
+
+def _login_refused(username: str, locked_until: datetime | None) -> ResponseReturnValue:
+    """The login page again, saying why; 429 with Retry-After while the account is locked."""
+    next_url = request.form.get("next", "")
+    if locked_until is None:
+        error = "Wrong username or password."
+        return render_template("admin/login.html", error=error, username=username, next=next_url)
+    error = (
+        f"Too many failed logins: this account is locked until {when(locked_until)}. "
+        "Try again then."
+    )
+    page = render_template("admin/login.html", error=error, username=username, next=next_url)
+    seconds = max(1, int((locked_until - utcnow()).total_seconds()))
+    return page, 429, {"Retry-After": str(seconds)}
+
+
+def _safe_next(target: str) -> str:
+    """Where to go after logging in: an admin page of this site, never another site."""
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/admin/") or "\\" in target:
+        return url_for("admin.index")
+    return target
+
+
+@bp.post("/logout")
+def logout() -> ResponseReturnValue:
+    """End the session."""
+    session.clear()
+    flash("You are logged out.")
+    return redirect(url_for("admin.login"), 303)

@@ -1,0 +1,141 @@
+"""The Workflow page: the matrix of one area, then review, then save (or refuse a stale form)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+
+from service import matrix
+from service.admin.blueprint import bp
+from service.admin.context import admin, db, engine, workflow
+from service.admin.stored import Stored, area_or_404, load, phase_counts
+from service.admin.tenants import tenant_for
+from service.errors import Conflict
+from service.workflows import Area
+
+
+@bp.get("/workflow/<area_id>")
+def workflow_page(area_id: str) -> ResponseReturnValue:
+    """The matrix as stored now."""
+    area = area_or_404(area_id)
+    tenant = tenant_for(request.args.get("tenant"))
+    if tenant is None:
+        return redirect(url_for("admin.tenant_picker"))
+    stored = load(tenant, area)
+    return _form_page(tenant, area, stored, matrix.from_cells(area, stored.cells), stored.version)
+
+
+@bp.post("/workflow/<area_id>")
+def workflow_submit(area_id: str) -> ResponseReturnValue:
+    """The form's steps: `review` the submitted matrix, go `back` to editing it, or `save` it."""
+    area = area_or_404(area_id)
+    tenant = tenant_for(request.form.get("tenant"))
+    loaded_version = request.form.get("version", type=int)
+    if tenant is None or loaded_version is None:
+        abort(400, "The form lacks its tenant or policy version: reload the page.")
+    stored = load(tenant, area)
+    current = matrix.from_cells(area, stored.cells)
+    draft, problems = matrix.from_form(workflow(), area, request.form, current)
+    step = request.form.get("step", "review")
+    if step == "back":
+        return _form_page(tenant, area, stored, draft, loaded_version)
+    problems += matrix.validate(workflow(), area, draft)
+    if problems:
+        return _form_page(tenant, area, stored, draft, loaded_version, problems), 400
+    if loaded_version != stored.version:
+        return _stale_page(tenant, area, stored, draft, loaded_version)
+    if step == "save":
+        return _save(tenant, area, draft, loaded_version)
+    return _review_page(tenant, area, stored, draft)
+
+
+def _form_page(
+    tenant: str,
+    area: Area,
+    stored: Stored,
+    shown: matrix.AreaMatrix,
+    loaded_version: int,
+    problems: list[matrix.Problem] | None = None,
+    **extra: Any,
+) -> str:
+    """The Workflow page showing `shown` (stored or draft) for the version it was loaded at."""
+    rows = [
+        {
+            "phase": phase,
+            "row": shown.row(phase.id),
+            "problems": [p.message for p in problems or [] if p.phase == phase.id],
+        }
+        for phase in area.phases
+    ]
+    return render_template(
+        "admin/workflow.html",
+        tenant=tenant,
+        area=area,
+        stored=stored,
+        rows=rows,
+        columns=matrix.columns(workflow()),
+        loaded_version=loaded_version,
+        problems=problems or [],
+        **extra,
+    )
+
+
+def _review_page(
+    tenant: str, area: Area, stored: Stored, draft: matrix.AreaMatrix
+) -> ResponseReturnValue:
+    """Each changed cell in plain words, and the assessments it affects, before saving."""
+    found = matrix.changes(workflow(), stored.cells, matrix.to_cells(draft))
+    if not found:
+        flash("Nothing to review: the form matches the saved settings.")
+        return _form_page(tenant, area, stored, draft, stored.version)
+    return render_template(
+        "admin/review.html",
+        tenant=tenant,
+        area=area,
+        stored=stored,
+        changes=found,
+        impacts=matrix.impacts(workflow(), area, found, phase_counts(tenant, area)),
+        fields=matrix.form_fields(workflow(), draft),
+    )
+
+
+def _save(
+    tenant: str, area: Area, draft: matrix.AreaMatrix, loaded_version: int
+) -> ResponseReturnValue:
+    """Replace the area's rows, bump the version and audit each cell, in one transaction; a
+    version that moved since the form was loaded refuses the whole save."""
+    try:
+        with db().write() as conn:
+            result = engine().replace(
+                conn,
+                tenant,
+                matrix.to_cells(draft),
+                actor=admin().username,
+                area=area.id,
+                expected_version=loaded_version,
+            )
+    except Conflict:
+        return _stale_page(tenant, area, load(tenant, area), draft, loaded_version)
+    count = len(result.changes)
+    if count:
+        flash(
+            f"Saved {count} change{'s' * (count != 1)}: the policy is now version {result.version}."
+        )
+    else:
+        flash("Nothing changed: the form matched the saved settings.")
+    return redirect(url_for("admin.workflow_page", area_id=area.id, tenant=tenant), 303)
+
+
+def _stale_page(
+    tenant: str, area: Area, stored: Stored, draft: matrix.AreaMatrix, loaded_version: int
+) -> ResponseReturnValue:
+    """Refuse a form loaded before someone else's save: show the store's settings now, and the
+    edits that would bring them to the refused form, to apply again deliberately."""
+    pending = matrix.changes(workflow(), stored.cells, matrix.to_cells(draft))
+    current = matrix.from_cells(area, stored.cells)
+    page = _form_page(
+        tenant, area, stored, current, stored.version, stale_from=loaded_version, pending=pending
+    )
+    return page, 409

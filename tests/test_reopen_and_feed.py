@@ -1,0 +1,186 @@
+"""Reopen (back one phase, with a reason, governed by policy) and the external-systems feed
+(every change that makes an assessment newly visible or no longer visible to external systems,
+in order, with a cursor that never misses or repeats an event), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from flask import Flask
+
+from service.db import Database
+from service.policies import PolicyEngine, tenant_cells
+from tests.conftest import Api
+
+REOPEN = {"role": "headteacher", "actor": "head", "reason": "marks entered for the wrong class"}
+
+
+def _complete(api: Api, assessment: str, area: str = "assessment") -> None:
+    api.post("/assessments", {"id": assessment, "area": area})
+    first = "course_teacher" if area == "assessment" else "mentor"
+    for role in (first, "headteacher"):
+        assert (
+            api.post(
+                f"/assessments/{assessment}/advance", {"role": role, "actor": role}
+            ).status_code
+            == 200
+        )
+
+
+def _feed(api: Api, after: str | None = None, limit: int = 100) -> Any:
+    query = f"?limit={limit}" + (f"&after={after}" if after else "")
+    return api.get(f"/events{query}").json
+
+
+def test_reopen_moves_back_one_phase_and_history_keeps_the_reason(api: Api) -> None:
+    _complete(api, "r1")
+    assert api.post("/authorize", {"role": "parent", "action": "view", "assessment": "r1"}).json[
+        "allowed"
+    ]
+    response = api.post("/assessments/r1/reopen", REOPEN | {"expected_phase": "completed"})
+    assert response.status_code == 200 and response.json["phase"] == "organisation_approval"
+    history = api.get("/assessments/r1").json["history"]
+    assert [(h["action"], h["from_phase"], h["to_phase"]) for h in history] == [
+        ("advance", "course_registration", "organisation_approval"),
+        ("advance", "organisation_approval", "completed"),
+        ("reopen", "completed", "organisation_approval"),
+    ]
+    assert history[-1]["reason"] == REOPEN["reason"] and history[0]["reason"] is None
+    # visibility follows the earlier phase again
+    assert not api.post(
+        "/authorize", {"role": "parent", "action": "view", "assessment": "r1"}
+    ).json["allowed"]
+
+
+def test_reopen_needs_a_reason(api: Api) -> None:
+    _complete(api, "r2")
+    for body in (
+        {"role": "headteacher", "actor": "h"},
+        REOPEN | {"reason": " "},
+        REOPEN | {"reason": 5},
+    ):
+        response = api.post("/assessments/r2/reopen", body)
+        assert response.status_code == 400 and response.json["error"]["field"] == "reason"
+    assert api.get("/assessments/r2").json["phase"] == "completed"
+
+
+def test_reopen_by_a_role_without_the_right_is_403(api: Api) -> None:
+    _complete(api, "r3")
+    response = api.post("/assessments/r3/reopen", REOPEN | {"role": "course_teacher"})
+    assert response.status_code == 403 and response.json["error"]["code"] == "not_allowed"
+    assert (
+        "course_teacher may not reopen assessment in phase completed"
+        in response.json["error"]["message"]
+    )
+
+
+def test_reopen_at_the_first_phase_is_409(api: Api) -> None:
+    api.post("/assessments", {"id": "r4", "area": "behaviour"})
+    response = api.post("/assessments/r4/reopen", REOPEN)
+    assert response.status_code == 409 and "first phase" in response.json["error"]["message"]
+
+
+def test_the_feed_reports_transitions_that_change_external_visibility(api: Api) -> None:
+    _complete(api, "f1")
+    api.post("/assessments/f1/reopen", REOPEN)
+    page = _feed(api)
+    assert [(e["assessment"], e["phase"], e["visible"], e["cause"]) for e in page["events"]] == [
+        ("f1", "completed", True, "transition"),
+        ("f1", "organisation_approval", False, "transition"),
+    ]
+    assert _feed(api, page["cursor"])["events"] == []
+
+
+def test_a_policy_change_yields_one_event_per_affected_assessment(
+    api: Api, db: Database, policy_engine: PolicyEngine
+) -> None:
+    for assessment in ("p1", "p2"):
+        api.post("/assessments", {"id": assessment, "area": "behaviour"})
+        api.post(f"/assessments/{assessment}/advance", {"role": "mentor", "actor": "m"})
+    api.post("/assessments", {"id": "p3", "area": "behaviour"})  # still in group_registration
+    cursor = _feed(api)["cursor"]
+    with db.write() as conn:
+        cells = set(tenant_cells(conn, "default")) | {
+            ("external_system", "behaviour", "organisation_approval", "view")
+        }
+        policy_engine.replace(conn, "default", cells, actor="ada")
+    events = _feed(api, cursor)["events"]
+    assert [(e["assessment"], e["visible"], e["cause"], e["policy_version"]) for e in events] == [
+        ("p1", True, "policy", 2),
+        ("p2", True, "policy", 2),
+    ]
+
+
+def test_the_cursor_pages_without_gaps_or_repeats_and_is_bound_to_its_tenant(api: Api) -> None:
+    for i in range(5):
+        _complete(api, f"c{i}")
+    seen: list[str] = []
+    cursor = None
+    for _ in range(10):
+        page = _feed(api, cursor, limit=2)
+        seen += [e["assessment"] for e in page["events"]]
+        cursor = page["cursor"]
+    assert seen == [f"c{i}" for i in range(5)]
+    bad = api.get(f"/events?after={cursor}x")
+    assert bad.status_code == 400 and bad.json["error"]["field"] == "after"
+    assert api.get("/events?limit=0").json["error"]["field"] == "limit"
+
+
+def test_the_feed_read_during_concurrent_transitions_misses_nothing(app: Flask, api: Api) -> None:
+    ids = [f"k{i}" for i in range(12)]
+    for assessment in ids:
+        api.post("/assessments", {"id": assessment, "area": "assessment"})
+        api.post(f"/assessments/{assessment}/advance", {"role": "course_teacher", "actor": "t"})
+    done = threading.Event()
+    start = threading.Barrier(len(ids) + 1)
+
+    def complete(assessment: str) -> int:
+        client = Api(app.test_client(), api.key)
+        start.wait()
+        return client.post(
+            f"/assessments/{assessment}/advance", {"role": "headteacher", "actor": "h"}
+        ).status_code
+
+    def poll() -> list[str]:
+        client, cursor, seen = Api(app.test_client(), api.key), None, []
+        start.wait()
+        while True:
+            finished = done.is_set()
+            page = client.get("/events?limit=3" + (f"&after={cursor}" if cursor else "")).json
+            seen += [e["assessment"] for e in page["events"]]
+            cursor = page["cursor"]
+            if finished and not page["events"]:
+                return seen
+
+    with ThreadPoolExecutor(len(ids) + 1) as pool:
+        reader = pool.submit(poll)
+        statuses = list(pool.map(complete, ids))
+        done.set()
+        seen = reader.result(timeout=60)
+    assert statuses == [200] * len(ids)
+    assert sorted(seen) == sorted(ids) and len(seen) == len(set(seen))
+
+
+def test_history_feed_and_audit_are_append_only_in_the_database(
+    api: Api, db: Database, policy_engine: PolicyEngine
+) -> None:
+    import pytest
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    from service.errors import Unavailable
+
+    _complete(api, "h1")
+    with db.write() as conn:
+        policy_engine.replace(conn, "default", set(), actor="ada", area="behaviour")
+    for statement in (
+        "UPDATE transitions SET actor = 'someone else'",
+        "DELETE FROM transitions",
+        "DELETE FROM events",
+        "UPDATE policy_changes SET actor = 'x'",
+    ):
+        with pytest.raises((DBAPIError, Unavailable)), db.write() as conn:
+            conn.execute(text(statement))
+    assert len(api.get("/assessments/h1").json["history"]) == 2
