@@ -1,7 +1,7 @@
 """Check policy files before they reach the service: model.conf, workflow.toml and policy CSVs.
 
 Pure functions, no Flask and no database: each check takes a file's text and returns Problems,
-each with a stable code (CODES, documented in docs/policy-checks.md), a 1-based line and column,
+each with a stable code (CODES, documented in README.md), a 1-based line and column,
 and a message saying what is wrong and what to write instead. Reading a file is a check too: a
 file that cannot be read, is not UTF-8, holds a NUL byte or is too large is a Problem, never an
 exception. casbin is imported here only to parse model.conf exactly as the service will.

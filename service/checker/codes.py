@@ -1,6 +1,6 @@
 """Every problem code the checker reports, with its one-line title.
 
-Codes are stable: CI logs, suppression lists and docs/policy-checks.md refer to them, so a code is
+Codes are stable: CI logs, suppression lists and the README refer to them, so a code is
 never renumbered or reused. WA0xx files, WA1xx model.conf, WA2xx workflow.toml, WA3xx policy CSVs,
 WA4xx decision test cases.
 """
