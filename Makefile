@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test lint policy-check browser bench clean
+.PHONY: run test lint policy-check browser bench soak clean
 
 $(BIN)/workflow-authz: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,8 +41,16 @@ lint: $(BIN)/workflow-authz
 	$(BIN)/ruff format --check service tests bench
 	$(BIN)/mypy
 
-bench: $(BIN)/workflow-authz
+## Benchmarks (not run in CI; their quick modes are tested there). Each prints one table.
+bench: $(BIN)/workflow-authz browser
 	$(BIN)/python -m bench.decisions
+	$(BIN)/python -m bench.scale
+	$(BIN)/python -m bench.http
+	$(BIN)/python -m bench.propagation
+
+## Ten minutes of mixed load; reports errors and memory growth.
+soak: $(BIN)/workflow-authz browser
+	$(BIN)/python -m bench.soak
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,74 @@
+"""The framework floor: the service's own app and gunicorn settings plus one constant-JSON route.
+
+bench/http.py compares POST /authorize with GET /bench/constant served by this module, which
+builds the app with service.create_app() (same hooks, error handlers, metrics) and runs it with
+service.server.run (same gunicorn options), so the only difference is what the view does. The
+route lives here, in bench code: the service itself has no such endpoint.
+
+    python -m bench.floor --host 127.0.0.1 --port 8081 --workers 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+from unittest import mock
+
+from flask import Flask, Response, jsonify
+
+from service import create_app, server
+
+PATH = "/bench/constant"
+CONSTANT: dict[str, Any] = {
+    "allowed": True,
+    "tenant": "default",
+    "role": "parent",
+    "action": "view",
+    "area": "behaviour",
+    "phase": "completed",
+    "assessment": None,
+    "policy_version": 1,
+    "rule": ["default", "parent", "behaviour", "completed", "view"],
+    "reason": "A constant answer of about the size of a decision, to measure the framework alone.",
+}
+"""Shaped like a decision so that both endpoints serialise about as much JSON."""
+
+
+def create_floor_app() -> Flask:
+    """The service's app with one extra route that answers a constant JSON object."""
+    app = create_app()
+
+    @app.get(PATH)
+    def constant() -> Response:
+        """The same JSON object every time."""
+        return jsonify(CONSTANT)
+
+    return app
+
+
+class _FloorServer(server._Server):
+    """service.server's gunicorn application, loading the floor app instead of the plain one."""
+
+    def load(self) -> Flask:
+        """The app each worker serves."""
+        return create_floor_app()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve the floor app with exactly the options `workflow-authz serve` uses."""
+    parser = argparse.ArgumentParser(prog="python -m bench.floor", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8081)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+    # server.run builds its options and then instantiates the module's _Server: swapping that
+    # class for the duration keeps every gunicorn setting identical to `serve`'s.
+    with mock.patch.object(server, "_Server", _FloorServer):
+        server.run(args.host, args.port, args.workers)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,269 @@
+"""Real server processes for the HTTP benchmarks and their tests: spawn, wait, ask, measure, stop.
+
+A server is `workflow-authz serve` (or any command taking the same --host/--port/--workers)
+started as a subprocess on a free loopback port. Readiness is polled on /healthz, never assumed
+after a fixed sleep; the process is always stopped (its whole process group if it will not go) and
+its output, kept in a temporary file rather than a pipe that could fill up, is always closed.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from service import accounts, keys
+from service.config import REPO_ROOT
+from service.db import Database
+
+HOST = "127.0.0.1"
+READY_TIMEOUT = 60.0
+STOP_TIMEOUT = 15.0
+POLL_INTERVAL = 0.01
+REQUEST_TIMEOUT = 30.0
+ADMIN_USERNAME = "bench_admin"
+
+
+class ServerError(RuntimeError):
+    """A server process failed to start, died, or answered what it should not have."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One HTTP answer: status, headers (lower-case names; the last value wins) and body."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    cookies: tuple[str, ...] = ()
+
+    def json(self) -> Any:
+        """The body parsed as JSON."""
+        return json.loads(self.body)
+
+
+@dataclass
+class Server:
+    """A running server process and where it listens."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    output: IO[bytes]
+    started: float
+    """time.perf_counter() just before the process was spawned."""
+
+    @property
+    def url(self) -> str:
+        """The server's base URL."""
+        return f"http://{HOST}:{self.port}"
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = REQUEST_TIMEOUT,
+    ) -> Reply:
+        """Send one request on a connection of its own (sync workers close after each answer)."""
+        return request(self.port, method, path, body, headers, timeout)
+
+    def post_json(self, path: str, body: Any, key: str, timeout: float = REQUEST_TIMEOUT) -> Reply:
+        """POST a JSON body with an API key."""
+        return self.request("POST", path, json.dumps(body).encode(), api_headers(key), timeout)
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The last lines the process wrote (for error messages)."""
+        self.output.flush()
+        self.output.seek(0)
+        text = self.output.read().decode("utf-8", "replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    def workers(self) -> list[int]:
+        """The pids of the gunicorn workers: the server process's children."""
+        return children(self.process.pid)
+
+
+def request(
+    port: int,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = REQUEST_TIMEOUT,
+) -> Reply:
+    """One HTTP request to the loopback port; the connection is closed before returning."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=dict(headers or {}))
+        response = conn.getresponse()
+        data = response.read()
+        cookies = tuple(v for k, v in response.getheaders() if k.lower() == "set-cookie")
+        names = {k.lower(): v for k, v in response.getheaders()}
+        return Reply(response.status, names, data, cookies)
+    finally:
+        conn.close()
+
+
+def api_headers(key: str) -> dict[str, str]:
+    """The headers of an API call: JSON body and the bearer key."""
+    return {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
+
+
+def free_port() -> int:
+    """A TCP port on the loopback interface that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def serve_command() -> list[str]:
+    """`workflow-authz serve`: the console script beside this interpreter, else the module."""
+    script = Path(sys.executable).parent / "workflow-authz"
+    return (
+        [str(script), "serve"]
+        if script.exists()
+        else [sys.executable, "-m", "service.cli", "serve"]
+    )
+
+
+def server_env(database_url: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Our environment plus the store, a session key (PostgreSQL needs one), repo on the path."""
+    env = dict(os.environ)
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env["WORKFLOW_AUTHZ_DATABASE_URL"] = database_url
+    env.setdefault("WORKFLOW_AUTHZ_SECRET_KEY", secrets.token_hex(32))
+    env.update(extra or {})
+    return env
+
+
+@contextmanager
+def serving(
+    database_url: str,
+    *,
+    workers: int,
+    command: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    wait: bool = True,
+) -> Iterator[Server]:
+    """A server on a free loopback port, ready (when `wait`), always stopped on exit."""
+    port = free_port()
+    argv = [*(command or serve_command()), "--host", HOST, "--port", str(port)]
+    argv += ["--workers", str(workers)]
+    output = tempfile.TemporaryFile()
+    try:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            argv,
+            env=server_env(database_url, env),
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        server = Server(process, port, output, started)
+        try:
+            if wait:
+                wait_ready(server)
+            yield server
+        finally:
+            stop(process)
+    finally:
+        output.close()
+
+
+def wait_ready(server: Server, timeout: float = READY_TIMEOUT) -> None:
+    """Poll /healthz until it answers 200; ServerError if the process dies or time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        check_alive(server)
+        try:
+            if server.request("GET", "/healthz", timeout=5).status == 200:
+                return
+        except OSError:
+            pass  # not listening yet
+        if time.monotonic() > deadline:
+            raise ServerError(f"server not ready after {timeout:g} s:\n{server.log_tail()}")
+        time.sleep(POLL_INTERVAL)
+
+
+def check_alive(server: Server) -> None:
+    """ServerError with the process's last output if it has exited."""
+    if server.process.poll() is not None:
+        raise ServerError(f"server exited with {server.process.returncode}:\n{server.log_tail()}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGQUIT (gunicorn's quick stop), then SIGKILL to its process group if it lingers."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGQUIT)
+        try:
+            process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)  # workers left behind by a master that died
+    except (ProcessLookupError, PermissionError):
+        pass
+    process.wait(STOP_TIMEOUT)
+
+
+def children(pid: int) -> list[int]:
+    """Pids whose parent is `pid`, read from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # the command name is in parentheses and may hold spaces: split after the last ')'
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[1]) == pid:
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process in MiB, from VmRSS in /proc/<pid>/status."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise ServerError(f"no VmRSS for process {pid}")
+
+
+def create_api_key(database_url: str, tenant: str | None = None) -> str:
+    """A new API key in the store (None: valid for every tenant), as the CLI would make it."""
+    db = Database(database_url, 1)
+    try:
+        with db.write() as conn:
+            return keys.create(conn, "bench", tenant)
+    finally:
+        db.dispose()
+
+
+def create_admin(database_url: str, tenant: str | None = None) -> tuple[str, str]:
+    """A new admin account for the web form; returns its username and password."""
+    password = secrets.token_urlsafe(16)
+    db = Database(database_url, 1)
+    try:
+        with db.write() as conn:
+            accounts.create_admin(conn, ADMIN_USERNAME, tenant, password)
+    finally:
+        db.dispose()
+    return ADMIN_USERNAME, password
