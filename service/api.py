@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import Connection, text
@@ -18,8 +20,26 @@ from service.policies import PolicyEngine, require_version
 from service.throttle import FailureThrottle
 
 bp = Blueprint("api", __name__)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 ACTOR_MAX = 200
+
+
+def _retrying(view: Callable[P, R]) -> Callable[P, R]:
+    """Run a read-only view once more when its store connection turned out to be dead (the
+    database restarted): the pool is then renewed, and a read is safe to repeat."""
+
+    @functools.wraps(view)
+    def once_more(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return view(*args, **kwargs)
+        except Unavailable as error:
+            if not error.retryable:
+                raise
+            return view(*args, **kwargs)
+
+    return once_more
 
 
 def _db() -> Database:
@@ -73,6 +93,7 @@ def _actor(body: dict[str, Any]) -> str:
 
 
 @bp.post("/authorize")
+@_retrying
 def authorize() -> Response:
     """Decide one question; a deny is a 200 answer with allowed false."""
     body = _body()
@@ -89,6 +110,7 @@ def authorize() -> Response:
 
 
 @bp.post("/authorize/batch")
+@_retrying
 def authorize_batch() -> Response:
     """Decide up to 1000 questions in one read of the store; results keep the request order."""
     body = _body()
@@ -125,6 +147,7 @@ def create_assessment() -> tuple[Response, int]:
 
 
 @bp.get("/assessments/<assessment_id>")
+@_retrying
 def get_assessment(assessment_id: str) -> Response:
     """The assessment's state and its whole transition history."""
     with _db().read() as conn:
@@ -195,21 +218,13 @@ def _move(conn: Connection, move: MoveRequest, assessment_id: str) -> dict[str, 
     return state.to_json()
 
 
-@bp.post("/assessments/<assessment_id>/advance")
-def advance_assessment(assessment_id: str) -> Response:
-    """Advance to the next phase if the role may; exactly one of concurrent advances wins."""
+@bp.post("/assessments/<assessment_id>/<any(advance, reopen):action>")
+def move_assessment(assessment_id: str, action: str) -> Response:
+    """Advance to the next phase, or reopen back to the previous one (with a reason), if the
+    role may; of concurrent moves of one assessment exactly one wins."""
     body = _body()
     with _db().write() as conn:
-        move = _move_request(body, _authenticate(conn), "advance")
-        return jsonify(_move(conn, move, assessment_id))
-
-
-@bp.post("/assessments/<assessment_id>/reopen")
-def reopen_assessment(assessment_id: str) -> Response:
-    """Move back one phase if the role may reopen the current one; the reason goes in history."""
-    body = _body()
-    with _db().write() as conn:
-        move = _move_request(body, _authenticate(conn), "reopen")
+        move = _move_request(body, _authenticate(conn), action)
         return jsonify(_move(conn, move, assessment_id))
 
 
@@ -240,6 +255,7 @@ def _advance_one(advance: MoveRequest, assessment_id: Any) -> dict[str, Any]:
 
 
 @bp.post("/permissions")
+@_retrying
 def permissions() -> Response:
     """Which actions the role may take on an assessment (or at a phase): the buttons to show."""
     body = _body()
@@ -251,6 +267,7 @@ def permissions() -> Response:
 
 
 @bp.get("/events")
+@_retrying
 def feed() -> Response:
     """What external systems may newly see, or no longer see, after a cursor (oldest first)."""
     with _db().read() as conn:
@@ -274,6 +291,7 @@ def _limit(raw: str | None) -> int:
 
 
 @bp.get("/healthz")
+@_retrying
 def healthz() -> tuple[Response, int]:
     """Liveness plus a store check: 200 when the store answers and the schema is current."""
     db = _db()

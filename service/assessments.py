@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from service.errors import Conflict, InvalidRequest, NotFound
@@ -16,6 +16,12 @@ from service.policies import require_version
 from service.workflows import Workflow
 
 ASSESSMENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")
+# Built once: every decision about an assessment runs it.
+_SUBJECT = (
+    select(Assessment.area, Assessment.phase, PolicyVersion.version)
+    .join(PolicyVersion, PolicyVersion.tenant == Assessment.tenant)
+    .where(Assessment.tenant == bindparam("tenant"), Assessment.id == bindparam("id"))
+)
 
 
 @dataclass(frozen=True)
@@ -69,11 +75,7 @@ def check_id(value: object) -> str:
 
 def subject(conn: Connection, tenant: str, assessment_id: str) -> Subject:
     """Phase and policy version in one indexed query; NotFound for an unknown assessment."""
-    row = conn.execute(
-        select(Assessment.area, Assessment.phase, PolicyVersion.version)
-        .join(PolicyVersion, PolicyVersion.tenant == Assessment.tenant)
-        .where(Assessment.tenant == tenant, Assessment.id == assessment_id)
-    ).one_or_none()
+    row = conn.execute(_SUBJECT, {"tenant": tenant, "id": assessment_id}).one_or_none()
     if row is None:
         require_version(conn, tenant)  # an unknown tenant says so rather than "no assessment"
         raise NotFound(

@@ -6,36 +6,25 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from service.keys import Key
-from service.policies import Decision
 
 log = logging.getLogger("workflow_authz.decisions")
 
 
-def record(decision: Decision, assessment: str | None, key: Key) -> str:
-    """Log one decision as a JSON line and return its id (also sent to the caller)."""
+def record(answer: Mapping[str, Any], key: Key) -> str:
+    """Log one answer (less its prose reason) as a JSON line and return its new decision id."""
     decision_id = uuid.uuid4().hex
     if log.isEnabledFor(logging.INFO):
-        log.info(
-            json.dumps(
-                {
-                    "event": "decision",
-                    "decision_id": decision_id,
-                    "at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-                    "tenant": decision.tenant,
-                    "role": decision.role,
-                    "action": decision.action,
-                    "area": decision.area,
-                    "phase": decision.phase,
-                    "assessment": assessment,
-                    "allowed": decision.allowed,
-                    "rule": list(decision.rule) if decision.rule else None,
-                    "policy_version": decision.policy_version,
-                    "key": key.name,
-                },
-                separators=(",", ":"),
-            )
-        )
+        line = {
+            "event": "decision",
+            "decision_id": decision_id,
+            "at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            **{name: value for name, value in answer.items() if name != "reason"},
+            "key": key.name,
+        }
+        log.info(json.dumps(line, separators=(",", ":")))
     return decision_id

@@ -143,8 +143,7 @@ def answer_batch(
 
 def to_json(decision: Decision, assessment: str | None, key: Key) -> dict[str, Any]:
     """The spec's answer object, under a new decision id written to the decision log."""
-    return {
-        "decision_id": decision_log.record(decision, assessment, key),
+    answer = {
         "allowed": decision.allowed,
         "tenant": decision.tenant,
         "role": decision.role,
@@ -156,6 +155,7 @@ def to_json(decision: Decision, assessment: str | None, key: Key) -> dict[str, A
         "rule": list(decision.rule) if decision.rule else None,
         "reason": decision.reason,
     }
+    return {"decision_id": decision_log.record(answer, key), **answer}
 
 
 def _decide(engine: PolicyEngine, q: Question, s: Subject, conn: Connection) -> Decision:

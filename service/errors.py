@@ -69,3 +69,4 @@ class Unavailable(ServiceError):
     """The store cannot be read or written: the service cannot answer, and never allows."""
 
     status, code = 503, "unavailable"
+    retryable = False  # True when the connection died: a read may be tried once more

@@ -23,7 +23,7 @@ import casbin
 from casbin.model import Model
 from casbin.persist.adapters import FileAdapter
 from casbin_sqlalchemy_adapter import CasbinRule
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from service import events
 from service.db import Database
@@ -34,6 +34,8 @@ from service.workflows import Area, Phase, Workflow, is_identifier
 FIELDS = ("tenant", "role", "area", "phase", "action")
 EFFECT = "some(where (p_eft == allow))"
 RULES = CasbinRule.__table__
+# Built once: the area/phase form of every decision reads the version.
+_VERSION = select(PolicyVersion.version).where(PolicyVersion.tenant == bindparam("tenant"))
 
 Cell = tuple[str, str, str, str]
 """(role, area, phase, action): one checkbox of a tenant's matrix."""
@@ -332,9 +334,7 @@ def _span(area: Area, phases: Sequence[Phase]) -> str:
 
 def current_version(conn: Connection, tenant: str) -> int | None:
     """The tenant's policy version, or None when the tenant does not exist."""
-    return conn.execute(
-        select(PolicyVersion.version).where(PolicyVersion.tenant == tenant)
-    ).scalar_one_or_none()
+    return conn.execute(_VERSION, {"tenant": tenant}).scalar_one_or_none()
 
 
 def require_version(conn: Connection, tenant: str) -> int:

@@ -47,6 +47,9 @@ def run(host: str, port: int, workers: int) -> None:
                 "accesslog": None,
                 "child_exit": _child_exit,
                 "graceful_timeout": 10,
+                # gunicorn 27's control socket has one default path per user: a second server on
+                # the host would take it over. Nothing here uses it.
+                "control_socket_disable": True,
             }
         ).run()
     finally:

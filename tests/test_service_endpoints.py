@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Flask
@@ -19,11 +20,20 @@ def test_openapi_is_valid_and_describes_every_route(app: Flask) -> None:
     document: dict[str, Any] = app.test_client().get("/openapi.json").json
     validate(document)
     routes = {
-        rule.rule.replace("<assessment_id>", "{assessment_id}")
+        path
         for rule in app.url_map.iter_rules()
         if rule.endpoint.startswith("api.")
+        for path in _paths(rule.rule.replace("<assessment_id>", "{assessment_id}"))
     }
     assert routes == set(document["paths"])
+
+
+def _paths(rule: str) -> list[str]:
+    """A route's concrete paths: one per choice of an <any(a, b):name> converter."""
+    match = re.search(r"<any\(([^)]*)\):\w+>", rule)
+    if match is None:
+        return [rule]
+    return [rule.replace(match.group(0), choice.strip()) for choice in match.group(1).split(",")]
 
 
 def test_metrics_count_requests_and_decisions(api: Api) -> None:
