@@ -155,6 +155,37 @@ def _body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": schema}}}
 
 
+def _move_operation(
+    summary: str, id_path: dict[str, Any], reason: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """An advance or a reopen (which also requires a reason) of one assessment."""
+    properties: dict[str, Any] = {
+        "tenant": IDENT,
+        "role": IDENT,
+        "actor": {"type": "string", "minLength": 1, "maxLength": 200},
+        "expected_phase": IDENT,
+    }
+    if reason is not None:
+        properties["reason"] = reason
+    body = {
+        "type": "object",
+        "required": ["role", "actor"] + (["reason"] if reason is not None else []),
+        "additionalProperties": False,
+        "properties": properties,
+    }
+    return {
+        "post": {
+            "summary": summary,
+            "parameters": [id_path],
+            "requestBody": _body(body),
+            "responses": {
+                "200": _json(_ref("State"), "The new state."),
+                **_errors(400, 401, 403, 404, 409, 413, 503, 429),
+            },
+        }
+    }
+
+
 def _paths() -> dict[str, Any]:
     tenant_query = {"name": "tenant", "in": "query", "required": False, "schema": IDENT}
     id_path = {"name": "assessment_id", "in": "path", "required": True, "schema": ASSESSMENT_ID}
@@ -228,53 +259,14 @@ def _paths() -> dict[str, Any]:
                 },
             }
         },
-        "/assessments/{assessment_id}/advance": {
-            "post": {
-                "summary": "Advance to the next phase (responsible role only; compare-and-set).",
-                "parameters": [id_path],
-                "requestBody": _body(
-                    {
-                        "type": "object",
-                        "required": ["role", "actor"],
-                        "additionalProperties": False,
-                        "properties": {
-                            "tenant": IDENT,
-                            "role": IDENT,
-                            "actor": {"type": "string", "minLength": 1, "maxLength": 200},
-                            "expected_phase": IDENT,
-                        },
-                    }
-                ),
-                "responses": {
-                    "200": _json(_ref("State"), "The new state."),
-                    **_errors(400, 401, 403, 404, 409, 413, 503, 429),
-                },
-            }
-        },
-        "/assessments/{assessment_id}/reopen": {
-            "post": {
-                "summary": "Move back one phase (action reopen); the reason is kept in history.",
-                "parameters": [id_path],
-                "requestBody": _body(
-                    {
-                        "type": "object",
-                        "required": ["role", "actor", "reason"],
-                        "additionalProperties": False,
-                        "properties": {
-                            "tenant": IDENT,
-                            "role": IDENT,
-                            "actor": {"type": "string", "minLength": 1, "maxLength": 200},
-                            "reason": {"type": "string", "minLength": 1, "maxLength": 500},
-                            "expected_phase": IDENT,
-                        },
-                    }
-                ),
-                "responses": {
-                    "200": _json(_ref("State"), "The new state."),
-                    **_errors(400, 401, 403, 404, 409, 413, 503, 429),
-                },
-            }
-        },
+        "/assessments/{assessment_id}/advance": _move_operation(
+            "Advance to the next phase (responsible role only; compare-and-set).", id_path
+        ),
+        "/assessments/{assessment_id}/reopen": _move_operation(
+            "Move back one phase (action reopen); the reason is kept in history.",
+            id_path,
+            reason={"type": "string", "minLength": 1, "maxLength": 500},
+        ),
         "/events": {
             "get": {
                 "summary": "The external-systems feed: assessments newly visible, or no longer "
