@@ -35,7 +35,8 @@ from bench.timing import Run, interleaved, per_call, prepare, timed
 from service.config import load_config
 from service.db import Database
 from service.decisions import Question, answer
-from service.policies import Cell, PolicyEngine, Row
+from service.policies import PolicyEngine
+from service.policy_store import Cell, Row
 from service.workflows import Workflow, load_workflow
 
 TARGET_A_OVER_B = 20.0

@@ -16,7 +16,8 @@ from service.errors import InvalidRequest, ServiceError, Unauthorized, Unavailab
 from service.keys import Key
 from service.metrics import DECISIONS, exposition
 from service.openapi import openapi_document
-from service.policies import PolicyEngine, require_version
+from service.policies import PolicyEngine
+from service.policy_store import require_version
 from service.throttle import FailureThrottle
 
 bp = Blueprint("api", __name__)

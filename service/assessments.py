@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from service.errors import Conflict, InvalidRequest, NotFound
 from service.models import Assessment, PolicyVersion, Transition, utcnow
-from service.policies import require_version
+from service.policy_store import require_version
 from service.workflows import Workflow
 
 ASSESSMENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")

@@ -17,7 +17,7 @@ from service.config import PREFIX, SETTINGS, load_config
 from service.db import Database
 from service.errors import ServiceError
 from service.models import Admin, ApiKey
-from service.policies import Cell, PolicyEngine, read_policy_file, tenants
+from service.policies import PolicyEngine, read_policy_file
 from service.policy_cli import (
     check_command,
     diff_command,
@@ -25,6 +25,7 @@ from service.policy_cli import (
     import_command,
     test_command,
 )
+from service.policy_store import Cell, tenants
 
 ALL_TENANTS = "*"
 

@@ -18,7 +18,8 @@ from service.assessments import ASSESSMENT_ID, Subject, subject
 from service.errors import InvalidRequest, NotFound, ServiceError
 from service.keys import Key
 from service.models import Assessment, PolicyVersion
-from service.policies import Decision, PolicyEngine, require_version
+from service.policies import Decision, PolicyEngine
+from service.policy_store import require_version
 from service.workflows import is_identifier
 
 DEFAULT_TENANT = "default"

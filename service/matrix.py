@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from service.policies import Cell
+from service.policy_store import Cell
 from service.workflows import Area, Phase, Workflow
 
 VIEW, EDIT, ADVANCE, REOPEN = "view", "edit", "advance", "reopen"

@@ -22,25 +22,23 @@ from pathlib import Path
 import casbin
 from casbin.model import Model
 from casbin.persist.adapters import FileAdapter
-from casbin_sqlalchemy_adapter import CasbinRule
-from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy import Connection
 
-from service import events
+from service import events, policy_store
 from service.db import Database
-from service.errors import Conflict, InvalidRequest, NotFound
-from service.models import PolicyChange, PolicyVersion, utcnow
+from service.errors import Conflict, InvalidRequest
+from service.policy_store import (
+    Cell,
+    CellChange,
+    Row,
+    current_version,
+    require_version,
+    tenant_cells,
+)
 from service.workflows import Area, Phase, Workflow, is_identifier
 
 FIELDS = ("tenant", "role", "area", "phase", "action")
 EFFECT = "some(where (p_eft == allow))"
-RULES = CasbinRule.__table__
-# Built once: the area/phase form of every decision reads the version.
-_VERSION = select(PolicyVersion.version).where(PolicyVersion.tenant == bindparam("tenant"))
-
-Cell = tuple[str, str, str, str]
-"""(role, area, phase, action): one checkbox of a tenant's matrix."""
-Row = tuple[str, str, str, str, str]
-"""(tenant, role, area, phase, action): one casbin policy row."""
 
 
 class ModelError(ValueError):
@@ -69,15 +67,6 @@ class TenantPolicy:
     tenant: str
     version: int
     cells: frozenset[Cell]
-
-
-@dataclass(frozen=True)
-class CellChange:
-    """One matrix cell whose value a write changes."""
-
-    cell: Cell
-    before: bool
-    after: bool
 
 
 @dataclass(frozen=True)
@@ -231,12 +220,8 @@ class PolicyEngine:
             raise InvalidRequest(f"invalid tenant {tenant!r}: use [a-z][a-z0-9_]*", field="tenant")
         if current_version(conn, tenant) is not None:
             raise Conflict(f"tenant {tenant!r} already exists", field="tenant")
-        conn.execute(
-            insert(PolicyVersion).values(
-                tenant=tenant, version=1, updated_at=utcnow(), updated_by=actor
-            )
-        )
-        _insert_cells(conn, tenant, set(rows))
+        policy_store.insert_tenant(conn, tenant, actor)
+        policy_store.insert_cells(conn, tenant, set(rows))
         return 1
 
     def replace(
@@ -254,7 +239,7 @@ class PolicyEngine:
         Refuses with Conflict when `expected_version` is given and the store holds another one,
         so an edit made from a stale form never overwrites a newer one. Audits every changed cell.
         """
-        version = _lock_version(conn, tenant)
+        version = policy_store.lock_version(conn, tenant)
         if expected_version is not None and expected_version != version:
             raise Conflict(
                 f"the policy of {tenant!r} changed (version {expected_version} -> {version}) "
@@ -268,10 +253,10 @@ class PolicyEngine:
         )
         if not changes:
             return WriteResult(version)
-        version = _bump(conn, tenant, version, actor)
-        _delete_cells(conn, tenant, old - new)
-        _insert_cells(conn, tenant, new - old)
-        _audit(conn, tenant, version, actor, changes)
+        version = policy_store.bump(conn, tenant, version, actor)
+        policy_store.delete_cells(conn, tenant, old - new)
+        policy_store.insert_cells(conn, tenant, new - old)
+        policy_store.audit(conn, tenant, version, actor, changes)
         events.on_policy_change(conn, tenant, version, _external_views(changes))
         self.forget(tenant)
         return WriteResult(version, changes)
@@ -329,22 +314,6 @@ def _span(area: Area, phases: Sequence[Phase]) -> str:
     return "only in phase " + ", ".join(ids)
 
 
-# -- store access (SQL on the adapter's table and our version/audit tables) -------------------
-
-
-def current_version(conn: Connection, tenant: str) -> int | None:
-    """The tenant's policy version, or None when the tenant does not exist."""
-    return conn.execute(_VERSION, {"tenant": tenant}).scalar_one_or_none()
-
-
-def require_version(conn: Connection, tenant: str) -> int:
-    """The tenant's policy version; NotFound naming the tenant when it does not exist."""
-    version = current_version(conn, tenant)
-    if version is None:
-        raise NotFound(f"unknown tenant {tenant!r}", field="tenant")
-    return version
-
-
 def load_tenant(conn: Connection, tenant: str) -> TenantPolicy:
     """Read a tenant's version, then its rows, through the tenant-leading index only.
 
@@ -353,88 +322,6 @@ def load_tenant(conn: Connection, tenant: str) -> TenantPolicy:
     """
     version = require_version(conn, tenant)
     return TenantPolicy(tenant, version, frozenset(tenant_cells(conn, tenant)))
-
-
-def tenant_cells(conn: Connection, tenant: str, area: str | None = None) -> list[Cell]:
-    """A tenant's rows as cells, in a stable order (for diff, export and the matrix)."""
-    query = select(RULES.c.v1, RULES.c.v2, RULES.c.v3, RULES.c.v4).where(
-        RULES.c.ptype == "p", RULES.c.v0 == tenant
-    )
-    if area is not None:
-        query = query.where(RULES.c.v2 == area)
-    return sorted((r.v1, r.v2, r.v3, r.v4) for r in conn.execute(query))
-
-
-def tenants(conn: Connection) -> list[str]:
-    return list(conn.execute(select(PolicyVersion.tenant).order_by(PolicyVersion.tenant)).scalars())
-
-
-def _lock_version(conn: Connection, tenant: str) -> int:
-    """Read the tenant's version, locking its row until commit (PostgreSQL; SQLite locks the db)."""
-    version = conn.execute(
-        select(PolicyVersion.version).where(PolicyVersion.tenant == tenant).with_for_update()
-    ).scalar_one_or_none()
-    if version is None:
-        raise NotFound(f"unknown tenant {tenant!r}", field="tenant")
-    return version
-
-
-def _bump(conn: Connection, tenant: str, version: int, actor: str) -> int:
-    """Compare-and-set the version one up; Conflict if another writer got there first."""
-    result = conn.execute(
-        update(PolicyVersion)
-        .where(PolicyVersion.tenant == tenant, PolicyVersion.version == version)
-        .values(version=version + 1, updated_at=utcnow(), updated_by=actor)
-    )
-    if result.rowcount != 1:
-        raise Conflict(f"the policy of {tenant!r} was changed concurrently; try again")
-    return version + 1
-
-
-def _insert_cells(conn: Connection, tenant: str, cells: set[Cell]) -> None:
-    if cells:
-        conn.execute(
-            insert(RULES),
-            [dict(ptype="p", v0=tenant, v1=r, v2=a, v3=p, v4=x) for r, a, p, x in sorted(cells)],
-        )
-
-
-def _delete_cells(conn: Connection, tenant: str, cells: set[Cell]) -> None:
-    for role, area, phase, action in cells:
-        conn.execute(
-            delete(RULES).where(
-                RULES.c.ptype == "p",
-                RULES.c.v0 == tenant,
-                RULES.c.v1 == role,
-                RULES.c.v2 == area,
-                RULES.c.v3 == phase,
-                RULES.c.v4 == action,
-            )
-        )
-
-
-def _audit(
-    conn: Connection, tenant: str, version: int, actor: str, changes: Sequence[CellChange]
-) -> None:
-    at = utcnow()
-    conn.execute(
-        insert(PolicyChange),
-        [
-            dict(
-                tenant=tenant,
-                version=version,
-                actor=actor,
-                at=at,
-                role=c.cell[0],
-                area=c.cell[1],
-                phase=c.cell[2],
-                action=c.cell[3],
-                before=c.before,
-                after=c.after,
-            )
-            for c in changes
-        ],
-    )
 
 
 def _row(values: Sequence[str]) -> Row:

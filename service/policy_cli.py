@@ -52,7 +52,8 @@ from service.config import load_config
 from service.db import Database
 from service.errors import NotFound, ServiceError, Unavailable
 from service.models import TEXT_LENGTH
-from service.policies import PolicyEngine, current_version, require_version, tenant_cells
+from service.policies import PolicyEngine
+from service.policy_store import current_version, require_version, tenant_cells
 from service.workflows import Workflow, is_identifier
 
 PATHS = click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))

@@ -10,7 +10,8 @@ from service import assessments, events
 from service.assessments import State
 from service.errors import Conflict, InvalidRequest, NotAllowed
 from service.models import REASON_LENGTH, Assessment, Transition, utcnow
-from service.policies import PolicyEngine, TenantPolicy, require_version
+from service.policies import PolicyEngine, TenantPolicy
+from service.policy_store import require_version
 from service.workflows import Area, Phase
 
 

@@ -24,7 +24,8 @@ from service.cli import default_cells
 from service.config import ConfigError
 from service.db import Database
 from service.models import Admin, PolicyChange, utcnow
-from service.policies import PolicyEngine, current_version, tenant_cells
+from service.policies import PolicyEngine
+from service.policy_store import current_version, tenant_cells
 from tests.conftest import Api
 
 PASSWORD = "correct horse battery staple"

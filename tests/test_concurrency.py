@@ -98,7 +98,7 @@ def test_two_concurrent_policy_saves_exactly_one_wins(app: Flask) -> None:
 
     from service.errors import Conflict
     from service.models import PolicyChange
-    from service.policies import tenant_cells
+    from service.policy_store import tenant_cells
 
     engine = app.extensions["workflow_authz.policies"]
     db = app.extensions["workflow_authz.db"]

@@ -14,7 +14,8 @@ from sqlalchemy import func, select
 
 from service.db import Database
 from service.models import PolicyChange
-from service.policies import PolicyEngine, current_version, tenant_cells
+from service.policies import PolicyEngine
+from service.policy_store import current_version, tenant_cells
 
 SAVER = textwrap.dedent(
     """

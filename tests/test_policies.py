@@ -14,7 +14,8 @@ from service.config import REPO_ROOT
 from service.db import Database
 from service.errors import Conflict, InvalidRequest, NotFound
 from service.models import PolicyChange
-from service.policies import ModelError, PolicyEngine, current_version, load_model, tenant_cells
+from service.policies import ModelError, PolicyEngine, load_model
+from service.policy_store import current_version, tenant_cells
 from tests.cells import CELL_IDS, MATRIX
 
 MODEL = REPO_ROOT / "model.conf"
@@ -213,7 +214,7 @@ def test_rows_cannot_be_empty_or_duplicated(engine: PolicyEngine) -> None:
     from sqlalchemy import insert
     from sqlalchemy.exc import IntegrityError
 
-    from service.policies import RULES
+    from service.policy_store import RULES
 
     row = dict(ptype="p", v0="default", v1="parent", v2="behaviour", v3="completed", v4="view")
     for bad in (row, row | {"v3": ""}):

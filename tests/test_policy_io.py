@@ -26,8 +26,8 @@ from service.checker import Cell, parse_policy_text, policy_text
 from service.cli import main
 from service.db import Database
 from service.models import PolicyChange
-from service.policies import current_version, tenant_cells
 from service.policy_cli import check_command, diff_command, export_command, import_command
+from service.policy_store import current_version, tenant_cells
 from service.workflows import Workflow, load_workflow
 
 REPO = Path(__file__).resolve().parent.parent

@@ -11,7 +11,8 @@ from typing import Any
 from flask import Flask
 
 from service.db import Database
-from service.policies import PolicyEngine, tenant_cells
+from service.policies import PolicyEngine
+from service.policy_store import tenant_cells
 from tests.conftest import Api
 
 REOPEN = {"role": "headteacher", "actor": "head", "reason": "marks entered for the wrong class"}

@@ -21,7 +21,8 @@ from bench.store import Content, populate
 from service import create_app, keys
 from service.config import load_config
 from service.db import Database
-from service.policies import PolicyEngine, current_version, tenant_cells
+from service.policies import PolicyEngine
+from service.policy_store import current_version, tenant_cells
 from service.workflows import load_workflow
 
 TENANTS = 10_000

@@ -14,7 +14,7 @@ from service.admin.blueprint import bp
 from service.admin.context import db, workflow
 from service.admin.tenants import tenant_for
 from service.models import Assessment, PolicyChange, Transition
-from service.policies import current_version
+from service.policy_store import current_version
 from service.workflows import Area
 
 PAGE_SIZE = 50

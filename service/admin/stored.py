@@ -11,7 +11,7 @@ from sqlalchemy import Connection, func, select
 
 from service.admin.context import db, workflow
 from service.models import Assessment, PolicyVersion
-from service.policies import Cell, tenant_cells
+from service.policy_store import Cell, tenant_cells
 from service.workflows import Area
 
 

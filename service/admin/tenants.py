@@ -7,7 +7,7 @@ from flask.typing import ResponseReturnValue
 
 from service.admin.blueprint import bp
 from service.admin.context import admin, db, workflow
-from service.policies import tenants
+from service.policy_store import tenants
 
 
 @bp.get("/")

@@ -1,0 +1,139 @@
+"""The policy rows and versions in the database: reads by tenant, and the pieces of a write.
+
+Rows live in casbin-sqlalchemy-adapter's `casbin_rule` table (v0 is the tenant; a unique index
+leads with it, so no query here ever reads another tenant's rows). Every write happens inside the
+caller's one transaction; nothing here commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from casbin_sqlalchemy_adapter import CasbinRule
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
+
+from service.errors import Conflict, NotFound
+from service.models import PolicyChange, PolicyVersion, utcnow
+
+RULES = CasbinRule.__table__
+# Built once: the area/phase form of every decision reads the version.
+_VERSION = select(PolicyVersion.version).where(PolicyVersion.tenant == bindparam("tenant"))
+
+Cell = tuple[str, str, str, str]
+"""(role, area, phase, action): one checkbox of a tenant's matrix."""
+Row = tuple[str, str, str, str, str]
+"""(tenant, role, area, phase, action): one casbin policy row."""
+
+
+@dataclass(frozen=True)
+class CellChange:
+    """One matrix cell whose value a write changes."""
+
+    cell: Cell
+    before: bool
+    after: bool
+
+
+def current_version(conn: Connection, tenant: str) -> int | None:
+    """The tenant's policy version, or None when the tenant does not exist."""
+    return conn.execute(_VERSION, {"tenant": tenant}).scalar_one_or_none()
+
+
+def require_version(conn: Connection, tenant: str) -> int:
+    """The tenant's policy version; NotFound naming the tenant when it does not exist."""
+    version = current_version(conn, tenant)
+    if version is None:
+        raise NotFound(f"unknown tenant {tenant!r}", field="tenant")
+    return version
+
+
+def insert_tenant(conn: Connection, tenant: str, actor: str) -> None:
+    """A new tenant at policy version 1 (its rows are inserted separately)."""
+    conn.execute(
+        insert(PolicyVersion).values(
+            tenant=tenant, version=1, updated_at=utcnow(), updated_by=actor
+        )
+    )
+
+
+def tenant_cells(conn: Connection, tenant: str, area: str | None = None) -> list[Cell]:
+    """A tenant's rows as cells, in a stable order (for diff, export and the matrix)."""
+    query = select(RULES.c.v1, RULES.c.v2, RULES.c.v3, RULES.c.v4).where(
+        RULES.c.ptype == "p", RULES.c.v0 == tenant
+    )
+    if area is not None:
+        query = query.where(RULES.c.v2 == area)
+    return sorted((r.v1, r.v2, r.v3, r.v4) for r in conn.execute(query))
+
+
+def tenants(conn: Connection) -> list[str]:
+    return list(conn.execute(select(PolicyVersion.tenant).order_by(PolicyVersion.tenant)).scalars())
+
+
+def lock_version(conn: Connection, tenant: str) -> int:
+    """Read the tenant's version, locking its row until commit (PostgreSQL; SQLite locks the db)."""
+    version = conn.execute(
+        select(PolicyVersion.version).where(PolicyVersion.tenant == tenant).with_for_update()
+    ).scalar_one_or_none()
+    if version is None:
+        raise NotFound(f"unknown tenant {tenant!r}", field="tenant")
+    return version
+
+
+def bump(conn: Connection, tenant: str, version: int, actor: str) -> int:
+    """Compare-and-set the version one up; Conflict if another writer got there first."""
+    result = conn.execute(
+        update(PolicyVersion)
+        .where(PolicyVersion.tenant == tenant, PolicyVersion.version == version)
+        .values(version=version + 1, updated_at=utcnow(), updated_by=actor)
+    )
+    if result.rowcount != 1:
+        raise Conflict(f"the policy of {tenant!r} was changed concurrently; try again")
+    return version + 1
+
+
+def insert_cells(conn: Connection, tenant: str, cells: set[Cell]) -> None:
+    if cells:
+        conn.execute(
+            insert(RULES),
+            [dict(ptype="p", v0=tenant, v1=r, v2=a, v3=p, v4=x) for r, a, p, x in sorted(cells)],
+        )
+
+
+def delete_cells(conn: Connection, tenant: str, cells: set[Cell]) -> None:
+    for role, area, phase, action in cells:
+        conn.execute(
+            delete(RULES).where(
+                RULES.c.ptype == "p",
+                RULES.c.v0 == tenant,
+                RULES.c.v1 == role,
+                RULES.c.v2 == area,
+                RULES.c.v3 == phase,
+                RULES.c.v4 == action,
+            )
+        )
+
+
+def audit(
+    conn: Connection, tenant: str, version: int, actor: str, changes: Sequence[CellChange]
+) -> None:
+    at = utcnow()
+    conn.execute(
+        insert(PolicyChange),
+        [
+            dict(
+                tenant=tenant,
+                version=version,
+                actor=actor,
+                at=at,
+                role=c.cell[0],
+                area=c.cell[1],
+                phase=c.cell[2],
+                action=c.cell[3],
+                before=c.before,
+                after=c.after,
+            )
+            for c in changes
+        ],
+    )
