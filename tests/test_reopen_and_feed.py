@@ -129,7 +129,15 @@ def test_the_cursor_pages_without_gaps_or_repeats_and_is_bound_to_its_tenant(api
     assert api.get("/events?limit=0").json["error"]["field"] == "limit"
 
 
-def test_the_feed_read_during_concurrent_transitions_misses_nothing(app: Flask, api: Api) -> None:
+def test_the_feed_read_during_concurrent_transitions_misses_nothing(
+    app: Flask, api: Api, store_url: str
+) -> None:
+    """Writers in two service instances (each with its own pool, as two processes have) and a
+    reader in a third poll the same store at once."""
+    from service import create_app
+
+    instances = [app, create_app({"DATABASE_URL": store_url, "TESTING": True})]
+    reader_app = create_app({"DATABASE_URL": store_url, "TESTING": True})
     ids = [f"k{i}" for i in range(12)]
     for assessment in ids:
         api.post("/assessments", {"id": assessment, "area": "assessment"})
@@ -138,14 +146,14 @@ def test_the_feed_read_during_concurrent_transitions_misses_nothing(app: Flask, 
     start = threading.Barrier(len(ids) + 1)
 
     def complete(assessment: str) -> int:
-        client = Api(app.test_client(), api.key)
+        client = Api(instances[int(assessment[1:]) % 2].test_client(), api.key)
         start.wait()
         return client.post(
             f"/assessments/{assessment}/advance", {"role": "headteacher", "actor": "h"}
         ).status_code
 
     def poll() -> list[str]:
-        client, cursor, seen = Api(app.test_client(), api.key), None, []
+        client, cursor, seen = Api(reader_app.test_client(), api.key), None, []
         start.wait()
         while True:
             finished = done.is_set()
@@ -160,6 +168,8 @@ def test_the_feed_read_during_concurrent_transitions_misses_nothing(app: Flask, 
         statuses = list(pool.map(complete, ids))
         done.set()
         seen = reader.result(timeout=60)
+    for instance in (instances[1], reader_app):
+        instance.extensions["workflow_authz.db"].dispose()
     assert statuses == [200] * len(ids)
     assert sorted(seen) == sorted(ids) and len(seen) == len(set(seen))
 
