@@ -1,0 +1,904 @@
+"""Soak: minutes of load on one server, counting every error and watching resident memory.
+
+One `workflow-authz serve` (a fixed number of gunicorn sync workers) on a temporary store of many
+tenants, loopback only, for `--minutes`:
+  load     wrk against POST /authorize (the `assessment` form, an all-tenant key) over many tenants
+           and assessments, for the whole run; one body in 20 is about the tenant whose policy the
+           state changes keep saving, so every worker keeps reloading it under load;
+  changes  at the same time, from a thread of this process, a steady trickle of state changes:
+           assessments created, advanced through their phases (two identical advances sent at once:
+           exactly one must win), advanced past the end (409), advanced by a role the policy
+           refuses (403), reopened with a reason and advanced again, their history checked; and a
+           policy save through the admin form every few seconds (log in, CSRF token, POST
+           /admin/workflow/<area>) ticking and unticking one checkbox of one tenant, after which
+           POST /authorize must answer with the new policy.
+Every worker's resident memory (VmRSS) is sampled throughout. Targets: 0 errors, and at most
+10 % growth of the workers' summed RSS from just after the warm-up (the first 10 % of the run) to
+the end. Everything stops by itself; the store and every process are removed at the end.
+
+    python -m bench.soak [--minutes 10] [--backend sqlite|postgres] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from bench import http
+from bench.http import MARKER, WRK, Load, WrkResult, check_singles, lua_script, make_mix, parse_wrk
+from bench.propagation import TENANT, AdminFormWriter, Target, ask, prepare_target
+from bench.server import (
+    Reply,
+    Server,
+    ServerError,
+    api_headers,
+    create_admin,
+    create_api_key,
+    rss_mib,
+    serving,
+)
+from bench.store import BACKENDS, Content, postgres_available, temporary_store
+from service.config import load_config
+from service.policy_store import Cell, tenant_cells
+from service.workflows import Area, Phase, Workflow, load_workflow
+
+TARGET_ERRORS = 0
+TARGET_GROWTH_PCT = 10.0
+STATUS_MARKER = "WRK_STATUSES "
+TARGET_SHARE = 20
+"""One wrk body in TARGET_SHARE asks about the tenant whose policy is being saved."""
+ACTOR = "soak"
+REASON = "soak: reopened to check the workflow under load"
+LOG_ERRORS = ("Traceback (most recent call last)", "[ERROR]", "[CRITICAL]")
+"""Server output lines that mean something went wrong (gunicorn's levels, Python tracebacks)."""
+EXAMPLES = 10
+"""How many failure messages are kept and printed (the counts hold them all)."""
+COLUMNS = (
+    "backend",
+    "workers",
+    "conns",
+    "minutes",
+    "requests",
+    "req/s",
+    "p50 ms",
+    "p99 ms",
+    "wrk errors",
+    "state changes",
+    "expected 4xx",
+    "failed",
+    "RSS MiB after warm-up",
+    "RSS MiB at end",
+    f"errors (target {TARGET_ERRORS})",
+    f"RSS growth % (≤{TARGET_GROWTH_PCT:g})",
+)
+
+# wrk's script from bench/http.py, plus a count of every answer by status over all threads.
+# done() runs in wrk's main Lua state, response() in each thread's: setup() keeps the threads so
+# done() can read their counts.
+STATUS_LUA = f"""
+local soak_threads = {{}}
+
+function setup(thread)
+  table.insert(soak_threads, thread)
+end
+
+statuses = {{}}
+
+function response(status, headers, body)
+  statuses[status] = (statuses[status] or 0) + 1
+end
+
+local http_done = done
+
+function done(summary, latency, requests)
+  http_done(summary, latency, requests)
+  local totals = {{}}
+  for _, thread in ipairs(soak_threads) do
+    for status, count in pairs(thread:get("statuses")) do
+      totals[status] = (totals[status] or 0) + count
+    end
+  end
+  local parts = {{}}
+  for status, count in pairs(totals) do
+    table.insert(parts, string.format('"%d": %d', status, count))
+  end
+  io.write('{STATUS_MARKER}{{' .. table.concat(parts, ", ") .. '}}\\n')
+end
+"""
+
+
+@dataclass(frozen=True)
+class Options:
+    """How long, on which store, how loaded, how often memory is sampled and state changed."""
+
+    backend: str = "sqlite"
+    seconds: int = 600
+    workers: int = 4
+    connections: int = 8
+    tenants: int = 1000
+    working_set: int = 1000
+    """Tenants the wrk bodies spread over (all fit in the policy cache of 2048)."""
+    assessments_per_tenant: int = 20
+    bodies: int = 2000
+    checked: int = 200
+    """wrk's questions whose answers are checked against the generated policy, before and after."""
+    warmup_share: float = 0.10
+    window_share: float = 0.05
+    """The RSS figures are medians of the samples in a window this long (share of the run)."""
+    sample_every: float = 2.0
+    pace: float = 0.2
+    """Seconds between two state-change calls."""
+    save_every: float = 5.0
+    """Seconds between two policy saves through the admin form."""
+    timeout: float = 10.0
+    """wrk's and the state changes' timeout for one request, in seconds."""
+    seed: str = "soak"
+
+    @classmethod
+    def quick(cls, backend: str) -> Options:
+        """A short, small run for tests (about 20 s in all)."""
+        return cls(
+            backend=backend,
+            seconds=10,
+            workers=2,
+            connections=2,
+            tenants=5,
+            working_set=5,
+            assessments_per_tenant=5,
+            bodies=50,
+            checked=10,
+            sample_every=0.25,
+            pace=0.05,
+            save_every=1.0,
+        )
+
+    @property
+    def warmup_s(self) -> float:
+        """The warm-up: load runs, but memory is compared only from its end on."""
+        return self.seconds * self.warmup_share
+
+    @property
+    def window_s(self) -> float:
+        """The length of the windows the RSS medians are taken over."""
+        return max(self.sample_every, self.seconds * self.window_share)
+
+
+@dataclass(frozen=True)
+class WrkFigures:
+    """wrk's figures for the whole run, every answer's status, and its socket-level errors."""
+
+    result: WrkResult
+    statuses: dict[int, int]
+    socket: dict[str, int]
+    """connect, read and write errors and timeouts, as wrk counts them."""
+
+    @property
+    def server_errors(self) -> int:
+        """Answers with a 5xx status."""
+        return sum(n for status, n in self.statuses.items() if status >= 500)
+
+    @property
+    def unexpected(self) -> int:
+        """Other answers than 2xx and 5xx: every question is valid and a deny is a 200."""
+        return sum(n for status, n in self.statuses.items() if status < 200 or 300 <= status < 500)
+
+    @property
+    def errors(self) -> int:
+        """5xx, any other non-2xx answer, socket errors and timeouts."""
+        return self.server_errors + self.unexpected + sum(self.socket.values())
+
+
+@dataclass
+class Tally:
+    """The state changes made: calls by kind, correct refusals by kind, failures by kind."""
+
+    calls: Counter[str] = field(default_factory=Counter)
+    refused: Counter[str] = field(default_factory=Counter)
+    """4xx answers that are the correct answer (the race's loser, past the end, not allowed)."""
+    failures: Counter[str] = field(default_factory=Counter)
+    examples: list[str] = field(default_factory=list)
+
+    def fail(self, kind: str, message: str) -> bool:
+        """Count one failure of `kind`, keep the first few messages; always False."""
+        self.failures[kind] += 1
+        if len(self.examples) < EXAMPLES:
+            self.examples.append(f"{kind}: {message}")
+        return False
+
+
+@dataclass(frozen=True)
+class Sample:
+    """The workers' resident memory at one moment, `at` seconds after the load started."""
+
+    at: float
+    rss: dict[int, float]
+    """MiB by worker pid."""
+
+    @property
+    def total(self) -> float:
+        """The workers' summed RSS in MiB."""
+        return sum(self.rss.values())
+
+    @property
+    def largest(self) -> float:
+        """The largest worker's RSS in MiB."""
+        return max(self.rss.values(), default=0.0)
+
+
+@dataclass(frozen=True)
+class Memory:
+    """RSS just after the warm-up and at the end, as medians over a window of samples."""
+
+    after_warmup: tuple[float, float]
+    """(sum, largest worker) in MiB."""
+    at_end: tuple[float, float]
+    samples: int
+    peak: float
+
+    @property
+    def growth_pct(self) -> float:
+        """How much the workers' summed RSS grew from after the warm-up to the end, in %."""
+        if self.after_warmup[0] <= 0:
+            return float("inf")  # no worker was alive to measure: never a met target
+        return (self.at_end[0] - self.after_warmup[0]) / self.after_warmup[0] * 100
+
+
+@dataclass(frozen=True)
+class Result:
+    """Everything one soak measured."""
+
+    options: Options
+    wrk: WrkFigures
+    tally: Tally
+    memory: Memory
+    wrong_answers: int
+    restarts: int
+    log_errors: int
+
+    @property
+    def failed(self) -> int:
+        """State changes with another outcome than the expected one."""
+        return sum(self.tally.failures.values())
+
+    @property
+    def errors(self) -> int:
+        """Every error: wrk's, failed state changes, wrong answers, restarts, log errors."""
+        return self.wrk.errors + self.failed + self.wrong_answers + self.restarts + self.log_errors
+
+    @property
+    def met(self) -> bool:
+        """Both targets met."""
+        return self.errors <= TARGET_ERRORS and self.memory.growth_pct <= TARGET_GROWTH_PCT
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run, print the table; 1 if a target was missed (an error, or memory grew too much)."""
+    options = parse_args(argv)
+    result = run(options, progress=lambda line: print(line, file=sys.stderr, flush=True))
+    print(render(result))
+    return 0 if result.met else 1
+
+
+def parse_args(argv: Sequence[str] | None) -> Options:
+    """Options from the command line."""
+    parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__)
+    parser.add_argument("--minutes", type=float, help="length of the load (default 10)")
+    parser.add_argument("--backend", choices=BACKENDS, default="sqlite")
+    parser.add_argument("--quick", action="store_true", help="a ~20 s run (for tests)")
+    args = parser.parse_args(argv)
+    if not Path(WRK).exists():
+        parser.error(f"{WRK} is missing: install Debian's wrk (apt-get install wrk)")
+    if args.backend == "postgres" and not postgres_available():
+        parser.error("PostgreSQL is not reachable (set WORKFLOW_AUTHZ_BENCH_PG_URL)")
+    options = Options.quick(args.backend) if args.quick else Options(args.backend)
+    if args.minutes is not None:
+        if not 0 < args.minutes <= 24 * 60:
+            parser.error("--minutes must be positive and at most a day")
+        options = replace(options, seconds=max(1, round(args.minutes * 60)))
+    return options
+
+
+def run(options: Options, progress: Callable[[str], None] = lambda _: None) -> Result:
+    """Populate a store, start the server, soak it, check it; everything removed on exit."""
+    workflow = load_workflow(Path(load_config()["POLICY_DIR"]) / "workflow.toml")
+    content = Content(workflow, options.tenants, options.assessments_per_tenant)
+    mix = make_mix(content, workflow, _mix_options(options))
+    with ExitStack() as stack:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="wa_soak_")))
+        progress(f"{options.backend}: populating {options.tenants} tenants, starting the server")
+        store = stack.enter_context(temporary_store(options.backend, content))
+        target = prepare_target(store.url, workflow)
+        key = create_api_key(store.url)
+        login = create_admin(store.url)
+        server = stack.enter_context(serving(store.url, workers=options.workers))
+        workers = wait_for_workers(server, options.workers)
+        writer = AdminFormWriter(server, store.url, workflow, target, login)
+        stack.callback(writer.close)
+        checked = mix.singles[: options.checked]
+        wrong = check_singles(server, key, checked)
+        bodies = wrk_bodies([body for body, _ in mix.singles], target)
+        script = folder / "soak.lua"
+        script.write_text(
+            lua_script(Load("POST", "/authorize", api_headers(key), bodies)) + STATUS_LUA,
+            encoding="utf-8",
+        )
+        trickle = Trickle(server, key, content, workflow, target, writer, options)
+        progress(
+            f"load: {options.seconds} s of wrk against POST /authorize plus state changes; "
+            f"{options.workers} workers, pids {workers}"
+        )
+        figures, samples = soak(server, script, trickle, options, progress)
+        progress("after the load: checking answers and the server's log")
+        wrong += check_singles(server, key, checked)
+        seen = {pid for s in samples for pid in s.rss} | set(server.workers())
+        log_errors = count_log_errors(server)
+    for example in trickle.tally.examples:
+        progress(f"failed {example}")
+    return Result(
+        options=options,
+        wrk=figures,
+        tally=trickle.tally,
+        memory=memory(samples, options),
+        wrong_answers=wrong,
+        restarts=len(seen - set(workers)),
+        log_errors=log_errors,
+    )
+
+
+def _mix_options(options: Options) -> http.Options:
+    """bench/http.py's options that shape its request mix: single questions only."""
+    return http.Options(
+        backends=(options.backend,),
+        tenants=options.tenants,
+        working_set=min(options.working_set, options.tenants),
+        assessments_per_tenant=options.assessments_per_tenant,
+        bodies=options.bodies,
+        batches=0,
+        seed=options.seed,
+    )
+
+
+def wrk_bodies(singles: Sequence[dict[str, Any]], target: Target) -> tuple[str, ...]:
+    """The generated questions, with one about the saved tenant's assessment every TARGET_SHARE."""
+    bodies = []
+    for number, body in enumerate(singles):
+        if number % TARGET_SHARE == 0:
+            bodies.append(json.dumps(target.question()))
+        bodies.append(json.dumps(body))
+    return tuple(bodies)
+
+
+def wait_for_workers(server: Server, count: int, timeout: float = 60.0) -> list[int]:
+    """The worker pids once all `count` have started (readiness needs only one)."""
+    deadline = time.monotonic() + timeout
+    while len(pids := server.workers()) < count:
+        if time.monotonic() > deadline:
+            raise ServerError(f"{len(pids)} of {count} workers after {timeout:g} s")
+        time.sleep(0.05)
+    return pids
+
+
+# -- the soak ------------------------------------------------------------------------------------
+
+
+def soak(
+    server: Server,
+    script: Path,
+    trickle: Trickle,
+    options: Options,
+    progress: Callable[[str], None],
+) -> tuple[WrkFigures, list[Sample]]:
+    """wrk for the whole run while the trickle and the RSS sampler run in threads beside it."""
+    stop = threading.Event()
+    samples: list[Sample] = []
+    started = time.monotonic()
+    threads = [
+        threading.Thread(target=trickle.run, args=(stop,), name="soak-changes", daemon=True),
+        threading.Thread(
+            target=sample_rss,
+            args=(server, started, options.sample_every, stop, samples),
+            name="soak-rss",
+            daemon=True,
+        ),
+    ]
+    argv = [
+        shutil.which("wrk") or WRK,
+        "--threads",
+        "1",
+        "--connections",
+        str(options.connections),
+        "--duration",
+        f"{options.seconds}s",
+        "--timeout",
+        f"{options.timeout:g}s",
+        "--script",
+        str(script),
+        server.url + "/",
+    ]
+    with tempfile.TemporaryFile() as output:
+        process = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT
+        )
+        try:
+            for thread in threads:
+                thread.start()
+            wait_for_wrk(process, started, samples, trickle, options, progress)
+        finally:
+            stop.set()
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+            for thread in threads:
+                if thread.is_alive():
+                    thread.join()
+        output.seek(0)
+        text = output.read().decode("utf-8", "replace")
+    if process.returncode != 0:
+        raise RuntimeError(f"wrk failed ({process.returncode}): {text}")
+    return parse_figures(text), samples
+
+
+def wait_for_wrk(
+    process: subprocess.Popen[bytes],
+    started: float,
+    samples: list[Sample],
+    trickle: Trickle,
+    options: Options,
+    progress: Callable[[str], None],
+) -> None:
+    """Wait for wrk to end (it stops by itself), saying how it goes every tenth of the run."""
+    deadline = started + options.seconds + 60
+    every = max(5.0, options.seconds / 10)
+    while True:
+        try:
+            process.wait(max(0.1, min(every, deadline - time.monotonic())))
+            return
+        except subprocess.TimeoutExpired:
+            if time.monotonic() > deadline:
+                raise RuntimeError("wrk ran a minute past its duration") from None
+        last = samples[-1] if samples else None
+        rss = f"{last.total:.1f} MiB" if last else "not sampled yet"
+        progress(
+            f"  {time.monotonic() - started:5.0f} s: workers' RSS {rss}, "
+            f"{trickle.made} state-change calls, {trickle.failed} failed"
+        )
+
+
+def sample_rss(
+    server: Server, started: float, every: float, stop: threading.Event, samples: list[Sample]
+) -> None:
+    """Append the workers' RSS every `every` seconds until `stop` is set."""
+    while True:
+        rss = {}
+        for pid in server.workers():
+            try:
+                rss[pid] = rss_mib(pid)
+            except (OSError, ServerError):
+                pass  # the process ended between listing and reading: counted as a restart
+        samples.append(Sample(time.monotonic() - started, rss))
+        if stop.wait(every):
+            return
+
+
+def parse_figures(output: str) -> WrkFigures:
+    """wrk's figures, socket errors and statuses from the lines its script's done() printed."""
+    summary = statuses = None
+    for line in output.splitlines():
+        if line.startswith(MARKER):
+            summary = json.loads(line.removeprefix(MARKER))
+        elif line.startswith(STATUS_MARKER):
+            statuses = json.loads(line.removeprefix(STATUS_MARKER))
+    if summary is None or statuses is None:
+        raise RuntimeError(f"wrk printed no summary:\n{output}")
+    return WrkFigures(
+        result=parse_wrk(output),
+        statuses={int(status): int(n) for status, n in statuses.items()},
+        socket={k: int(summary[k]) for k in ("connect", "read", "write", "timeout")},
+    )
+
+
+def count_log_errors(server: Server) -> int:
+    """Lines of the server's output that hold a traceback or a gunicorn error or critical line."""
+    # Opened anew through /proc: reading the server's own file object would move the offset
+    # the still-running server writes at.
+    found = 0
+    with open(f"/proc/self/fd/{server.output.fileno()}", "rb") as log:
+        for raw in log:
+            line = raw.decode("utf-8", "replace")
+            found += any(marker in line for marker in LOG_ERRORS)
+    return found
+
+
+def memory(samples: Sequence[Sample], options: Options) -> Memory:
+    """RSS medians over the window after the warm-up and over the last window of the load."""
+    if not samples:
+        raise RuntimeError("no RSS sample was taken")
+    start = options.warmup_s
+    after = [s for s in samples if start <= s.at < start + options.window_s]
+    after = after or [next((s for s in samples if s.at >= start), samples[-1])]
+    end = [s for s in samples if s.at >= samples[-1].at - options.window_s]
+    return Memory(
+        after_warmup=_medians(after),
+        at_end=_medians(end),
+        samples=len(samples),
+        peak=max(s.total for s in samples),
+    )
+
+
+def _medians(samples: Sequence[Sample]) -> tuple[float, float]:
+    return statistics.median(s.total for s in samples), statistics.median(
+        s.largest for s in samples
+    )
+
+
+# -- the state changes ---------------------------------------------------------------------------
+
+
+def expected_status(
+    cells: frozenset[Cell], role: str, area: Area, phase: Phase, action: str
+) -> int:
+    """What a move should answer, from the generated policy: 409 past either end of the area,
+    else 200 when the tenant's rows allow the cell and 403 when they do not."""
+    index = area.index(phase.id)
+    if (action == "advance" and index + 1 == len(area.phases)) or (
+        action == "reopen" and index == 0
+    ):
+        return 409
+    return 200 if (role, area.id, phase.id, action) in cells else 403
+
+
+class Trickle:
+    """A steady trickle of state changes through the API and the admin form, every outcome
+    checked against what the generated policy says it must be."""
+
+    def __init__(
+        self,
+        server: Server,
+        key: str,
+        content: Content,
+        workflow: Workflow,
+        target: Target,
+        writer: AdminFormWriter,
+        options: Options,
+    ) -> None:
+        self.server = server
+        self.key = key
+        self.content = content
+        self.workflow = workflow
+        self.target = target
+        self.writer = writer
+        self.options = options
+        self.tally = Tally()
+        self.made = 0
+        self.failed = 0
+        self.stop = threading.Event()
+        self.next_call = self.next_save = 0.0
+
+    def run(self, stop: threading.Event) -> None:
+        """Create and move assessments, one lifecycle after another, until `stop` is set."""
+        self.stop = stop
+        self.next_call = self.next_save = time.monotonic()
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="soak-race") as pool:
+            number = 0
+            try:
+                while not stop.is_set():
+                    self.lifecycle(number, pool)
+                    number += 1
+            except Exception as error:  # noqa: BLE001 - a bug here must show, not end silently
+                self.fail("trickle", f"stopped by {error!r}")
+
+    # one assessment's life: create, advance to the end, past it, reopen, advance, check history
+
+    def lifecycle(self, number: int, pool: ThreadPoolExecutor) -> None:
+        """Take one new assessment of a tenant through its whole workflow and back."""
+        index = number % self.content.tenants
+        tenant, cells = self.content.tenant(index), self.content.cells(index)
+        area = self.workflow.areas[number % len(self.workflow.areas)]
+        assessment = f"soak-{number:06d}"
+        path = f"/assessments/{assessment}"
+        taken: list[tuple[str, str, str]] = []
+        body = {"tenant": tenant, "id": assessment, "area": area.id}
+        if not self.slot() or not self.post("create", "/assessments", body, 201, area.phases[0]):
+            return
+        for phase, following in zip(area.phases, area.phases[1:], strict=False):
+            refused = next(
+                (r.id for r in self.workflow.roles if _cell(r.id, area, phase) not in cells), None
+            )
+            if refused is not None:
+                if not self.slot() or not self.move(
+                    path, tenant, refused, area, phase, "advance", cells, None
+                ):
+                    return
+            role = self.mover(cells, area, phase, "advance")
+            if role is None or not self.slot():
+                return
+            if not self.race(pool, path, tenant, role, phase, following):
+                return
+            taken.append((phase.id, following.id, "advance"))
+        final, before = area.phases[-1], area.phases[-2]
+        some_staff = area.phases[0].responsible or self.workflow.roles[0].id
+        if not self.slot() or not self.move(
+            path, tenant, some_staff, area, final, "advance", cells, None
+        ):
+            return
+        reopener = self.mover(cells, area, final, "reopen")
+        if reopener is not None:
+            if not self.slot() or not self.move(
+                path, tenant, reopener, area, final, "reopen", cells, before
+            ):
+                return
+            taken.append((final.id, before.id, "reopen"))
+            role = self.mover(cells, area, before, "advance")
+            if role is None or not self.slot():
+                return
+            if not self.move(path, tenant, role, area, before, "advance", cells, final):
+                return
+            taken.append((before.id, final.id, "advance"))
+        self.check_history(path, tenant, final, taken)
+
+    def mover(self, cells: frozenset[Cell], area: Area, phase: Phase, action: str) -> str | None:
+        """A role the tenant's rows let take `action` in `phase`: the responsible one first."""
+        roles = [phase.responsible] if phase.responsible else []
+        roles += [r.id for r in self.workflow.roles]
+        return next((r for r in roles if (r, area.id, phase.id, action) in cells), None)
+
+    def move(
+        self,
+        path: str,
+        tenant: str,
+        role: str,
+        area: Area,
+        phase: Phase,
+        action: str,
+        cells: frozenset[Cell],
+        to: Phase | None,
+    ) -> bool:
+        """One advance or reopen of an assessment in `phase`, answered as the policy says."""
+        body = {"tenant": tenant, "role": role, "actor": ACTOR, "expected_phase": phase.id}
+        if action == "reopen":
+            body["reason"] = REASON
+        expect = expected_status(cells, role, area, phase, action)
+        refusal = {403: "403 not allowed", 409: f"409 {action} past the end"}.get(expect, "")
+        return self.post(action, f"{path}/{action}", body, expect, to, refusal)
+
+    def race(
+        self,
+        pool: ThreadPoolExecutor,
+        path: str,
+        tenant: str,
+        role: str,
+        phase: Phase,
+        following: Phase,
+    ) -> bool:
+        """Two identical advances at once, both expecting `phase`: one 200, one 409."""
+        body = {"tenant": tenant, "role": role, "actor": ACTOR, "expected_phase": phase.id}
+        timeout = self.options.timeout
+        futures = [
+            pool.submit(self.server.post_json, f"{path}/advance", body, self.key, timeout)
+            for _ in range(2)
+        ]
+        replies: list[Reply] = []
+        for future in futures:
+            self.count("advance")
+            try:
+                replies.append(future.result())
+            except OSError as error:
+                self.fail("advance", f"{path}/advance: {error!r}")
+        if len(replies) < 2:
+            return False
+        statuses = sorted(r.status for r in replies)
+        if statuses != [200, 409]:
+            bodies = [r.body[:200] for r in replies]
+            return self.fail("advance", f"two racing advances answered {statuses}: {bodies!r}")
+        winner = next(r for r in replies if r.status == 200)
+        if _phase(winner) != following.id:
+            return self.fail("advance", f"the race's winner is in {_phase(winner)!r}")
+        self.tally.refused["409 lost race"] += 1
+        return True
+
+    def post(
+        self,
+        kind: str,
+        path: str,
+        body: dict[str, str],
+        expect: int,
+        to: Phase | None,
+        refusal: str = "",
+    ) -> bool:
+        """POST with the key; True when the answer is `expect` (a 2xx in phase `to`, a 4xx
+        counted as the correct refusal `refusal`), else the failure is counted."""
+        self.count(kind)
+        try:
+            reply = self.server.post_json(path, body, self.key, self.options.timeout)
+        except OSError as error:
+            return self.fail(kind, f"{path}: {error!r}")
+        if reply.status != expect:
+            return self.fail(kind, f"{path}: {reply.status}, not {expect}: {reply.body[:300]!r}")
+        if reply.status < 300:
+            if to is not None and _phase(reply) != to.id:
+                return self.fail(kind, f"{path}: in phase {_phase(reply)!r}, not {to.id}")
+            return True
+        self.tally.refused[refusal or str(reply.status)] += 1
+        return True
+
+    def check_history(
+        self, path: str, tenant: str, final: Phase, taken: list[tuple[str, str, str]]
+    ) -> None:
+        """GET the assessment: in the final phase, its history exactly the moves made."""
+        try:
+            reply = self.server.request(
+                "GET", f"{path}?tenant={tenant}", headers=api_headers(self.key)
+            )
+        except OSError as error:
+            self.fail("history", f"{path}: {error!r}")
+            return
+        if reply.status != 200:
+            self.fail("history", f"{path}: {reply.status} {reply.body[:300]!r}")
+            return
+        data = reply.json()
+        history = [(h["from_phase"], h["to_phase"], h["action"]) for h in data["history"]]
+        if data["phase"] != final.id or history != taken:
+            self.fail("history", f"{path}: {data['phase']}, {history} after {taken}")
+
+    # the policy saves through the admin form
+
+    def save_policy(self) -> None:
+        """Tick or untick the target's checkbox through the admin form; the very next
+        POST /authorize must answer with the new policy."""
+        self.count("policy save")
+        target = self.target
+        try:
+            self.writer.browser.refresh_token()  # a token per save: they expire after an hour
+            with self.writer.db.read() as conn:
+                cells = tenant_cells(conn, target.tenant, target.area)
+                allowed = target.cell not in set(cells)
+            version = self.writer.save(allowed)
+            answer, seen = ask(self.server, self.key, target)
+        except Exception as error:  # noqa: BLE001 - any failure of a save is counted
+            self.fail("policy save", repr(error))
+            return
+        if answer is not allowed or seen < version:
+            self.fail("policy save", f"saved {allowed} at v{version}, then {answer} at v{seen}")
+
+    # pacing and counting
+
+    def slot(self) -> bool:
+        """Wait for the next call's turn, saving the policy first when a save is due; False
+        once the soak is over."""
+        if self.stop.is_set():
+            return False
+        now = time.monotonic()
+        if now >= self.next_save:
+            self.save_policy()
+            self.next_save = max(self.next_save + self.options.save_every, now)
+        if self.stop.wait(max(0.0, self.next_call - time.monotonic())):
+            return False
+        self.next_call = max(self.next_call + self.options.pace, time.monotonic())
+        return True
+
+    def count(self, kind: str) -> None:
+        self.tally.calls[kind] += 1
+        self.made += 1
+
+    def fail(self, kind: str, message: str) -> bool:
+        self.failed += 1
+        return self.tally.fail(kind, message)
+
+
+def _cell(role: str, area: Area, phase: Phase) -> Cell:
+    return (role, area.id, phase.id, "advance")
+
+
+def _phase(reply: Reply) -> Any:
+    try:
+        return reply.json().get("phase")
+    except ValueError:
+        return None
+
+
+# -- the table -----------------------------------------------------------------------------------
+
+
+def render(result: Result) -> str:
+    """One table of one row, then how the figures were taken and what each error count holds."""
+    cells = _cells(result)
+    widths = [max(len(c), len(v)) for c, v in zip(COLUMNS, cells, strict=True)]
+    lines = [
+        _line(COLUMNS, widths),
+        "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+        _line(cells, widths),
+    ]
+    return "\n".join([*lines, "", *_legend(result)])
+
+
+def _cells(result: Result) -> list[str]:
+    o, w, m = result.options, result.wrk.result, result.memory
+    growth = m.growth_pct
+    return [
+        o.backend,
+        str(o.workers),
+        str(o.connections),
+        f"{o.seconds / 60:.3g}",
+        f"{w.requests:,}",
+        f"{w.per_second:,.0f}",
+        f"{w.p50_us / 1000:.2f}",
+        f"{w.p99_us / 1000:.2f}",
+        str(result.wrk.errors),
+        str(sum(result.tally.calls.values())),
+        str(sum(result.tally.refused.values())),
+        str(result.failed),
+        f"{m.after_warmup[0]:.1f} (max {m.after_warmup[1]:.1f})",
+        f"{m.at_end[0]:.1f} (max {m.at_end[1]:.1f})",
+        f"{result.errors} {'met' if result.errors <= TARGET_ERRORS else 'MISSED'}",
+        f"{growth:.1f} {'met' if growth <= TARGET_GROWTH_PCT else 'MISSED'}",
+    ]
+
+
+def _line(cells: Sequence[str], widths: Sequence[int]) -> str:
+    return "| " + " | ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+
+def _counts(counter: Counter[str]) -> str:
+    return ", ".join(f"{kind} {n}" for kind, n in sorted(counter.items())) or "none"
+
+
+def _legend(result: Result) -> list[str]:
+    """What the columns mean, how they were measured, and this run's error counts in detail."""
+    o, f, t, m = result.options, result.wrk, result.tally, result.memory
+    others = {s: n for s, n in sorted(f.statuses.items()) if not 200 <= s < 300}
+    return [
+        f"One `workflow-authz serve --workers {o.workers}` (gunicorn sync workers) on a temporary "
+        f"{o.backend} store of {o.tenants} tenants ({o.assessments_per_tenant} assessments each), "
+        "loopback only, decision log on (INFO); the store and every process removed at the end.",
+        f"load: wrk (1 thread, {o.connections} connections, {o.timeout:g} s timeout) for "
+        f"{o.seconds} s against POST /authorize {{tenant, role, action, assessment}} with an "
+        f"all-tenant key, cycling {o.bodies} generated bodies over "
+        f"{min(o.working_set, o.tenants)} tenants plus one in {TARGET_SHARE} about the tenant "
+        "whose policy is saved; requests, req/s, p50 and p99 (wrk's histogram) cover the whole "
+        "run, warm-up included.",
+        f"state changes: POST calls from a thread of the bench, one every {o.pace:g} s: create an "
+        "assessment (201) in the next tenant, per phase an advance by a role the policy refuses "
+        "(403) and two identical advances sent at once with expected_phase (one 200, one 409), an "
+        "advance at the final phase (409), a reopen with a reason (200) and an advance again; "
+        "then GET the assessment: its history must be exactly those moves. Every "
+        f"{o.save_every:g} s a policy save through the admin form (log-in session, CSRF token, "
+        "POST /admin/workflow/<area>, 303) ticking or unticking one checkbox (parent view) of "
+        f"tenant '{TENANT}'; the next POST /authorize must answer with the new policy.",
+        "expected 4xx: state-change answers that are the correct refusal (race lost, past the "
+        "end, not allowed), not errors. failed: a state change answered otherwise than the "
+        "generated policy says (status or resulting phase), a transport error or timeout, a "
+        "history that is not the moves made, or an old answer after a save.",
+        "wrk errors: 5xx answers, any other non-2xx answer (every question is valid; a deny is a "
+        "200), connect/read/write errors and timeouts. errors = wrk errors + failed + wrong "
+        f"answers among {2 * o.checked} checked /authorize answers (before and after the load) + "
+        "worker restarts + server log lines with a traceback, [ERROR] or [CRITICAL].",
+        f"RSS: VmRSS of every worker, sampled every {o.sample_every:g} s: sum of the workers "
+        f"(largest worker). Warm-up: the first {o.warmup_share:.0%} of the load "
+        f"({o.warmup_s:g} s). After warm-up: median of the samples in the {o.window_s:g} s after "
+        f"it; at end: median of the samples in the last {o.window_s:g} s of load; growth is of "
+        "the sum.",
+        f"This run: wrk errors {f.errors} (5xx {f.server_errors}, other non-2xx {f.unexpected}, "
+        + ", ".join(f"{k} {n}" for k, n in f.socket.items())
+        + f"; non-2xx statuses {others or 'none'}); state changes: {_counts(t.calls)}; "
+        f"expected 4xx: {_counts(t.refused)}; failed: {_counts(t.failures)}; wrong answers "
+        f"{result.wrong_answers}; worker restarts {result.restarts}; server log errors "
+        f"{result.log_errors}; {m.samples} RSS samples, peak sum {m.peak:.1f} MiB.",
+    ]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
