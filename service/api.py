@@ -194,28 +194,17 @@ def _move_request(
 
 def _move(conn: Connection, move: MoveRequest, assessment_id: str) -> dict[str, Any]:
     """Advance, or reopen when the request has a reason; the new state as JSON."""
-    assessments.check_id(assessment_id)
-    if move.reason is not None:
-        state = transitions.reopen(
-            conn,
-            _engine(),
-            move.tenant,
-            assessment_id,
-            role=move.role,
-            actor=move.actor,
-            reason=move.reason,
-            expected_phase=move.expected_phase,
-        )
-    else:
-        state = transitions.advance(
-            conn,
-            _engine(),
-            move.tenant,
-            assessment_id,
-            role=move.role,
-            actor=move.actor,
-            expected_phase=move.expected_phase,
-        )
+    state = transitions.move(
+        conn,
+        _engine(),
+        move.tenant,
+        assessments.check_id(assessment_id),
+        "advance" if move.reason is None else "reopen",
+        move.role,
+        move.actor,
+        move.expected_phase,
+        move.reason,
+    )
     return state.to_json()
 
 

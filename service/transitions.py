@@ -28,39 +28,6 @@ def start(
     return state
 
 
-def advance(
-    conn: Connection,
-    engine: PolicyEngine,
-    tenant: str,
-    assessment_id: str,
-    *,
-    role: str,
-    actor: str,
-    expected_phase: str | None = None,
-) -> State:
-    """Move the assessment to its next phase if `role` may advance the current one."""
-    return move(conn, engine, tenant, assessment_id, "advance", role, actor, expected_phase)
-
-
-def reopen(
-    conn: Connection,
-    engine: PolicyEngine,
-    tenant: str,
-    assessment_id: str,
-    *,
-    role: str,
-    actor: str,
-    reason: str,
-    expected_phase: str | None = None,
-) -> State:
-    """Move the assessment back one phase if `role` may reopen the current one; needs a reason."""
-    if not reason.strip() or len(reason) > REASON_LENGTH:
-        raise InvalidRequest(
-            f"reopen needs a reason of 1-{REASON_LENGTH} characters", field="reason"
-        )
-    return move(conn, engine, tenant, assessment_id, "reopen", role, actor, expected_phase, reason)
-
-
 def move(
     conn: Connection,
     engine: PolicyEngine,
@@ -72,12 +39,17 @@ def move(
     expected_phase: str | None,
     reason: str | None = None,
 ) -> State:
-    """Apply one transition if the policy allows it.
+    """Apply one transition if the policy allows it: `advance` to the next phase, or `reopen`
+    back to the previous one (which needs a reason).
 
     The update only applies if the assessment still has the version we read (compare-and-set),
     so of several concurrent moves exactly one wins; the others get Conflict. History and feed
     events are written in the same transaction, so state, history and feed never disagree.
     """
+    if action == "reopen" and (reason is None or not reason.strip() or len(reason) > REASON_LENGTH):
+        raise InvalidRequest(
+            f"reopen needs a reason of 1-{REASON_LENGTH} characters", field="reason"
+        )
     state = assessments.get(conn, tenant, assessment_id)
     area = engine.workflow.area_by_id[state.area]
     _check_expected(area, state, expected_phase)
