@@ -25,9 +25,11 @@ test: $(BIN)/workflow-authz lint policy-check browser
 	$(BIN)/python -m pytest
 
 ## Debian's Chromium for the admin form's browser tests (Playwright drives it; nothing is downloaded
-## by Playwright itself). Installed only when missing and when we may (root, apt-get present).
+## by Playwright itself) and wrk for the HTTP benchmarks. Installed only when missing and when we
+## may (root, apt-get present).
 browser:
-	@if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	@if { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/wrk ]; } && command -v apt-get >/dev/null \
+		&& [ "$$(id -u)" = 0 ]; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium wrk >/dev/null; \
 	fi
 
