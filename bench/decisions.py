@@ -36,8 +36,7 @@ from service.config import load_config
 from service.db import Database
 from service.decisions import Question, answer
 from service.policies import PolicyEngine
-from service.policy_store import Cell, Row
-from service.workflows import Workflow, load_workflow
+from service.workflows import Cell, Row, Workflow, load_workflow
 
 TARGET_A_OVER_B = 20.0
 TARGET_A_OVER_C = 2.0

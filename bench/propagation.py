@@ -35,8 +35,8 @@ from service.cli import default_cells
 from service.config import load_config
 from service.db import Database
 from service.policies import PolicyEngine
-from service.policy_store import Cell, current_version, tenant_cells
-from service.workflows import Workflow, load_workflow
+from service.policy_store import current_version, tenant_cells
+from service.workflows import Cell, Workflow, load_workflow
 
 TARGET_P99_S = 1.0
 WRITERS = ("admin", "store")

@@ -31,13 +31,12 @@ import service.admin  # noqa: F401 - idem
 import service.api  # noqa: F401 - idem
 from bench.http import Body, question
 from bench.server import (
-    POLL_INTERVAL,
     READY_TIMEOUT,
     Server,
     ServerError,
     api_headers,
-    check_alive,
     create_api_key,
+    poll,
     rss_mib,
     serving,
 )
@@ -294,19 +293,15 @@ def decide_cold(ctx: InProcess, q: Question) -> bool:
 
 def first_answer(server: Server, key: str, body: Body) -> float:
     """Seconds from spawning the server to its first 200 answer to POST /authorize."""
-    deadline = time.monotonic() + READY_TIMEOUT
-    while True:
-        check_alive(server)
-        try:
-            reply = server.post_json("/authorize", body, key, timeout=READY_TIMEOUT)
-            if reply.status == 200:
-                return time.perf_counter() - server.started
+
+    def answered() -> bool:
+        reply = server.post_json("/authorize", body, key, timeout=READY_TIMEOUT)
+        if reply.status != 200:
             raise ServerError(f"first POST /authorize: {reply.status} {reply.body[:300]!r}")
-        except OSError:
-            pass  # not listening yet
-        if time.monotonic() > deadline:
-            raise ServerError(f"no answer after {READY_TIMEOUT:g} s:\n{server.log_tail()}")
-        time.sleep(POLL_INTERVAL)
+        return True
+
+    poll(server, answered)
+    return time.perf_counter() - server.started
 
 
 def single_worker(server: Server) -> int:

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,16 +188,22 @@ def serving(
 
 def wait_ready(server: Server, timeout: float = READY_TIMEOUT) -> None:
     """Poll /healthz until it answers 200; ServerError if the process dies or time runs out."""
+    poll(server, lambda: server.request("GET", "/healthz", timeout=5).status == 200, timeout)
+
+
+def poll(server: Server, answered: Callable[[], bool], timeout: float = READY_TIMEOUT) -> None:
+    """Call `answered` until it returns True; a refused connection means "not listening yet".
+    ServerError if the process dies or time runs out."""
     deadline = time.monotonic() + timeout
     while True:
         check_alive(server)
         try:
-            if server.request("GET", "/healthz", timeout=5).status == 200:
+            if answered():
                 return
         except OSError:
             pass  # not listening yet
         if time.monotonic() > deadline:
-            raise ServerError(f"server not ready after {timeout:g} s:\n{server.log_tail()}")
+            raise ServerError(f"no answer after {timeout:g} s:\n{server.log_tail()}")
         time.sleep(POLL_INTERVAL)
 
 

@@ -53,8 +53,8 @@ from bench.server import (
 )
 from bench.store import BACKENDS, Content, postgres_available, temporary_store
 from service.config import load_config
-from service.policy_store import Cell, tenant_cells
-from service.workflows import Area, Phase, Workflow, load_workflow
+from service.policy_store import tenant_cells
+from service.workflows import Area, Cell, Phase, Workflow, load_workflow
 
 TARGET_ERRORS = 0
 TARGET_GROWTH_PCT = 10.0

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from service.config import ConfigError, load_config
@@ -60,6 +60,18 @@ def init_app(app: Flask) -> None:
     app.extensions["workflow_authz.policies"] = engine
     app.extensions["workflow_authz.throttle"] = FailureThrottle()
     _configure_logging(app.config["LOG_LEVEL"])
+
+
+def store() -> Database:
+    """The current app's store (set up by init_app): for the blueprints' views."""
+    database: Database = current_app.extensions["workflow_authz.db"]
+    return database
+
+
+def policy_engine() -> PolicyEngine:
+    """The current app's policy engine (set up by init_app): for the blueprints' views."""
+    engine: PolicyEngine = current_app.extensions["workflow_authz.policies"]
+    return engine
 
 
 def _configure_logging(level: str) -> None:

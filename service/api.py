@@ -10,13 +10,11 @@ from typing import Any, ParamSpec, TypeVar
 from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import Connection, text
 
-from service import assessments, decisions, events, keys, transitions
-from service.db import Database
+from service import assessments, decisions, events, keys, policy_engine, store, transitions
 from service.errors import InvalidRequest, ServiceError, Unauthorized, Unavailable
 from service.keys import Key
 from service.metrics import DECISIONS, exposition
 from service.openapi import openapi_document
-from service.policies import PolicyEngine
 from service.policy_store import require_version
 from service.throttle import FailureThrottle
 
@@ -41,16 +39,6 @@ def _retrying(view: Callable[P, R]) -> Callable[P, R]:
             return view(*args, **kwargs)
 
     return once_more
-
-
-def _db() -> Database:
-    db: Database = current_app.extensions["workflow_authz.db"]
-    return db
-
-
-def _engine() -> PolicyEngine:
-    engine: PolicyEngine = current_app.extensions["workflow_authz.policies"]
-    return engine
 
 
 def _body() -> dict[str, Any]:
@@ -98,11 +86,11 @@ def _actor(body: dict[str, Any]) -> str:
 def authorize() -> Response:
     """Decide one question; a deny is a 200 answer with allowed false."""
     body = _body()
-    with _db().read() as conn:
+    with store().read() as conn:
         key = _authenticate(conn)
         question = decisions.parse_question(body)
         key.require_tenant(question.tenant)
-        decision = decisions.answer(conn, _engine(), question)
+        decision = decisions.answer(conn, policy_engine(), question)
     DECISIONS.labels(str(decision.allowed).lower()).inc()
     answer = decisions.to_json(decision, question.assessment, key)
     response = jsonify(answer)
@@ -115,7 +103,7 @@ def authorize() -> Response:
 def authorize_batch() -> Response:
     """Decide up to 1000 questions in one read of the store; results keep the request order."""
     body = _body()
-    with _db().read() as conn:
+    with store().read() as conn:
         key = _authenticate(conn)
         _only(body, {"requests"})
         items = body.get("requests")
@@ -125,7 +113,7 @@ def authorize_batch() -> Response:
             raise InvalidRequest(
                 f"at most {decisions.MAX_BATCH} requests per batch", field="requests"
             )
-        results = decisions.answer_batch(conn, _engine(), key, items)
+        results = decisions.answer_batch(conn, policy_engine(), key, items)
     for result in results:
         if "allowed" in result:
             DECISIONS.labels(str(result["allowed"]).lower()).inc()
@@ -136,14 +124,14 @@ def authorize_batch() -> Response:
 def create_assessment() -> tuple[Response, int]:
     """Register an assessment at its area's first phase."""
     body = _body()
-    with _db().write() as conn:
+    with store().write() as conn:
         key = _authenticate(conn)
         _only(body, {"tenant", "id", "area"})
         tenant = decisions.identifier(body, "tenant", default=decisions.DEFAULT_TENANT)
         key.require_tenant(tenant)
         assessment_id = assessments.check_id(body.get("id"))
         area = decisions.identifier(body, "area")
-        state = transitions.start(conn, _engine(), tenant, assessment_id, area)
+        state = transitions.start(conn, policy_engine(), tenant, assessment_id, area)
     return jsonify(state.to_json()), 201
 
 
@@ -151,7 +139,7 @@ def create_assessment() -> tuple[Response, int]:
 @_retrying
 def get_assessment(assessment_id: str) -> Response:
     """The assessment's state and its whole transition history."""
-    with _db().read() as conn:
+    with store().read() as conn:
         key = _authenticate(conn)
         _only(dict(request.args), {"tenant"})
         tenant = decisions.identifier(request.args, "tenant", default=decisions.DEFAULT_TENANT)
@@ -196,7 +184,7 @@ def _move(conn: Connection, move: MoveRequest, assessment_id: str) -> dict[str, 
     """Advance, or reopen when the request has a reason; the new state as JSON."""
     state = transitions.move(
         conn,
-        _engine(),
+        policy_engine(),
         move.tenant,
         assessments.check_id(assessment_id),
         "advance" if move.reason is None else "reopen",
@@ -213,7 +201,7 @@ def move_assessment(assessment_id: str, action: str) -> Response:
     """Advance to the next phase, or reopen back to the previous one (with a reason), if the
     role may; of concurrent moves of one assessment exactly one wins."""
     body = _body()
-    with _db().write() as conn:
+    with store().write() as conn:
         move = _move_request(body, _authenticate(conn), action)
         return jsonify(_move(conn, move, assessment_id))
 
@@ -222,7 +210,7 @@ def move_assessment(assessment_id: str, action: str) -> Response:
 def advance_assessments() -> Response:
     """Advance up to 1000 assessments, each in its own transaction: one failure blocks no other."""
     body = _body()
-    with _db().read() as conn:
+    with store().read() as conn:
         advance = _move_request(body, _authenticate(conn), "advance", extra=frozenset({"ids"}))
     ids = body.get("ids")
     if not isinstance(ids, list) or not 0 < len(ids) <= decisions.MAX_BATCH:
@@ -235,7 +223,7 @@ def advance_assessments() -> Response:
 def _advance_one(advance: MoveRequest, assessment_id: Any) -> dict[str, Any]:
     """One item of a bulk advance: the new state, or the error a single advance would give."""
     try:
-        with _db().write() as conn:
+        with store().write() as conn:
             return _move(conn, advance, assessment_id)
     except ServiceError as error:
         return {
@@ -249,18 +237,18 @@ def _advance_one(advance: MoveRequest, assessment_id: Any) -> dict[str, Any]:
 def permissions() -> Response:
     """Which actions the role may take on an assessment (or at a phase): the buttons to show."""
     body = _body()
-    with _db().read() as conn:
+    with store().read() as conn:
         key = _authenticate(conn)
         question = decisions.parse_listing(body)
         key.require_tenant(question.tenant)
-        return jsonify(decisions.permitted(conn, _engine(), question))
+        return jsonify(decisions.permitted(conn, policy_engine(), question))
 
 
 @bp.get("/events")
 @_retrying
 def feed() -> Response:
     """What external systems may newly see, or no longer see, after a cursor (oldest first)."""
-    with _db().read() as conn:
+    with store().read() as conn:
         key = _authenticate(conn)
         _only(dict(request.args), {"tenant", "after", "limit"})
         tenant = decisions.identifier(request.args, "tenant", default=decisions.DEFAULT_TENANT)
@@ -284,7 +272,7 @@ def _limit(raw: str | None) -> int:
 @_retrying
 def healthz() -> tuple[Response, int]:
     """Liveness plus a store check: 200 when the store answers and the schema is current."""
-    db = _db()
+    db = store()
     try:
         with db.read() as conn:
             conn.execute(text("SELECT 1"))

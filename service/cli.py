@@ -25,7 +25,8 @@ from service.policy_cli import (
     import_command,
     test_command,
 )
-from service.policy_store import Cell, tenants
+from service.policy_store import tenants
+from service.workflows import Cell
 
 ALL_TENANTS = "*"
 

@@ -14,8 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from service.policy_store import Cell
-from service.workflows import Area, Phase, Workflow
+from service.workflows import Area, Cell, Phase, Workflow
 
 VIEW, EDIT, ADVANCE, REOPEN = "view", "edit", "advance", "reopen"
 Tense = Literal["future", "past"]

@@ -27,15 +27,8 @@ from sqlalchemy import Connection
 from service import events, policy_store
 from service.db import Database
 from service.errors import Conflict, InvalidRequest
-from service.policy_store import (
-    Cell,
-    CellChange,
-    Row,
-    current_version,
-    require_version,
-    tenant_cells,
-)
-from service.workflows import Area, Phase, Workflow, is_identifier
+from service.policy_store import CellChange, current_version, require_version, tenant_cells
+from service.workflows import Area, Cell, Phase, Row, Workflow, is_identifier
 
 FIELDS = ("tenant", "role", "area", "phase", "action")
 EFFECT = "some(where (p_eft == allow))"

@@ -15,15 +15,11 @@ from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from service.errors import Conflict, NotFound
 from service.models import PolicyChange, PolicyVersion, utcnow
+from service.workflows import Cell
 
 RULES = CasbinRule.__table__
 # Built once: the area/phase form of every decision reads the version.
 _VERSION = select(PolicyVersion.version).where(PolicyVersion.tenant == bindparam("tenant"))
-
-Cell = tuple[str, str, str, str]
-"""(role, area, phase, action): one checkbox of a tenant's matrix."""
-Row = tuple[str, str, str, str, str]
-"""(tenant, role, area, phase, action): one casbin policy row."""
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,11 @@ MAX_IDENTIFIER = 64
 
 RoleKind = Literal["audience", "staff"]
 
+Cell = tuple[str, str, str, str]
+"""(role, area, phase, action): one checkbox of a tenant's matrix."""
+Row = tuple[str, str, str, str, str]
+"""(tenant, role, area, phase, action): one casbin policy row."""
+
 
 class DefinitionError(ValueError):
     """The workflow definition file is missing, unreadable or inconsistent."""
@@ -96,7 +101,7 @@ class Workflow:
     def role(self, role_id: str) -> Role | None:
         return next((r for r in self.roles if r.id == role_id), None)
 
-    def cells(self) -> list[tuple[str, str, str, str]]:
+    def cells(self) -> list[Cell]:
         """Every (role, area, phase, action) cell of the matrix, in display order."""
         return [
             (role.id, area.id, phase.id, action)

@@ -15,8 +15,7 @@ from hypothesis import strategies as st
 from service import matrix
 from service.cli import default_cells
 from service.config import REPO_ROOT
-from service.policy_store import Cell
-from service.workflows import load_workflow
+from service.workflows import Cell, load_workflow
 
 WORKFLOW = load_workflow(Path(REPO_ROOT) / "policy" / "workflow.toml")
 BEHAVIOUR = WORKFLOW.area_by_id["behaviour"]

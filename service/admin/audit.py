@@ -9,9 +9,9 @@ from flask import abort, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import Connection, Select, String, and_, cast, literal, null, select, union_all
 
-from service import matrix
+from service import matrix, store
 from service.admin.blueprint import bp
-from service.admin.context import db, workflow
+from service.admin.context import workflow
 from service.admin.tenants import tenant_for
 from service.models import Assessment, PolicyChange, Transition
 from service.policy_store import current_version
@@ -30,7 +30,7 @@ def audit() -> ResponseReturnValue:
     area = area if area in workflow().area_by_id else ""
     person = request.args.get("person", "").strip()
     page = max(1, request.args.get("page", 1, type=int) or 1)
-    with db().read() as conn:
+    with store().read() as conn:
         if current_version(conn, tenant) is None:
             abort(404, f"There is no tenant {tenant!r}.")
         entries = _entries(conn, tenant, area or None, person or None, page)

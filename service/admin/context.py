@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import current_app, g
+from flask import g
 
-from service.db import Database
-from service.policies import PolicyEngine
+from service import policy_engine
 from service.workflows import Workflow
 
 
@@ -20,21 +19,9 @@ class SignedIn:
     tenant: str | None
 
 
-def db() -> Database:
-    """The store this app was built with."""
-    database: Database = current_app.extensions["workflow_authz.db"]
-    return database
-
-
-def engine() -> PolicyEngine:
-    """The policy engine: the only writer of policy rows."""
-    policies: PolicyEngine = current_app.extensions["workflow_authz.policies"]
-    return policies
-
-
 def workflow() -> Workflow:
     """Areas, phases and roles, as policy/workflow.toml defines them."""
-    return engine().workflow
+    return policy_engine().workflow
 
 
 def admin() -> SignedIn:

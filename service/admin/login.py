@@ -9,8 +9,9 @@ from flask import flash, g, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
+from service import store
 from service.admin.blueprint import bp, csrf, when
-from service.admin.context import SignedIn, db
+from service.admin.context import SignedIn
 from service.admin.lockout import check_login
 from service.models import Admin, utcnow
 
@@ -36,7 +37,7 @@ def _signed_in() -> SignedIn | None:
     admin_id = session.get("admin_id")
     if not isinstance(admin_id, int):
         return None
-    with db().read() as conn:
+    with store().read() as conn:
         row = conn.execute(
             select(Admin.id, Admin.username, Admin.tenant).where(Admin.id == admin_id)
         ).one_or_none()
@@ -58,7 +59,7 @@ def login() -> ResponseReturnValue:
     if request.method == "GET":
         return render_template("admin/login.html", next=request.args.get("next", ""))
     username = request.form.get("username", "").strip().lower()  # phones capitalise
-    result = check_login(db(), username, request.form.get("password", ""))
+    result = check_login(store(), username, request.form.get("password", ""))
     if result.admin_id is None:
         return _login_refused(username, result.locked_until)
     session.clear()  # a fresh session: no fixation of one made before logging in

@@ -9,10 +9,11 @@ from datetime import datetime
 from flask import abort
 from sqlalchemy import Connection, func, select
 
-from service.admin.context import db, workflow
+from service import store
+from service.admin.context import workflow
 from service.models import Assessment, PolicyVersion
-from service.policy_store import Cell, tenant_cells
-from service.workflows import Area
+from service.policy_store import tenant_cells
+from service.workflows import Area, Cell
 
 
 @dataclass(frozen=True)
@@ -47,13 +48,13 @@ def read(conn: Connection, tenant: str, area: Area) -> Stored:
 
 def load(tenant: str, area: Area) -> Stored:
     """What the store holds now, in a read transaction of its own."""
-    with db().read() as conn:
+    with store().read() as conn:
         return read(conn, tenant, area)
 
 
 def phase_counts(tenant: str, area: Area) -> dict[str, int]:
     """How many of the tenant's assessments of the area are in each phase right now."""
-    with db().read() as conn:
+    with store().read() as conn:
         rows = conn.execute(
             select(Assessment.phase, func.count())
             .where(Assessment.tenant == tenant, Assessment.area == area.id)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from flask import abort, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
+from service import store
 from service.admin.blueprint import bp
-from service.admin.context import admin, db, workflow
+from service.admin.context import admin, workflow
 from service.policy_store import tenants
 
 
@@ -24,7 +25,7 @@ def tenant_picker() -> ResponseReturnValue:
     signed_in = admin()
     if signed_in.tenant is not None:
         return redirect(url_for("admin.index", tenant=signed_in.tenant))
-    with db().read() as conn:
+    with store().read() as conn:
         names = tenants(conn)
     if len(names) == 1:
         return redirect(url_for("admin.index", tenant=names[0]))
@@ -41,6 +42,6 @@ def tenant_for(requested: str | None) -> str | None:
         return signed_in.tenant
     if requested:
         return requested
-    with db().read() as conn:
+    with store().read() as conn:
         names = tenants(conn)
     return names[0] if len(names) == 1 else None

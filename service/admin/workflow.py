@@ -7,9 +7,9 @@ from typing import Any
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
-from service import matrix
+from service import matrix, policy_engine, store
 from service.admin.blueprint import bp
-from service.admin.context import admin, db, engine, workflow
+from service.admin.context import admin, workflow
 from service.admin.stored import Stored, area_or_404, load, phase_counts
 from service.admin.tenants import tenant_for
 from service.errors import Conflict
@@ -107,8 +107,8 @@ def _save(
     """Replace the area's rows, bump the version and audit each cell, in one transaction; a
     version that moved since the form was loaded refuses the whole save."""
     try:
-        with db().write() as conn:
-            result = engine().replace(
+        with store().write() as conn:
+            result = policy_engine().replace(
                 conn,
                 tenant,
                 matrix.to_cells(draft),

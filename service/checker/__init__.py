@@ -12,7 +12,7 @@ One module per concept: codes and problems (what is reported and how it is print
 CheckResult) and canonical (the text `export` writes and the changes `import` and `diff` print).
 """
 
-from service.checker.canonical import Cell, Change, cell_changes, display_order, policy_text
+from service.checker.canonical import Change, cell_changes, display_order, policy_text
 from service.checker.codes import CODES
 from service.checker.definition import check_definition_text
 from service.checker.files import (
@@ -34,7 +34,6 @@ from service.checker.rows import (
     ROLE,
     TENANT,
     PolicyLine,
-    Row,
     parse_policy_text,
     row_text,
 )
@@ -46,6 +45,7 @@ from service.checker.sources import (
     read_source,
 )
 from service.checker.workflow_rules import ACTION_LISTS, ACTIONS, REOPEN
+from service.workflows import Cell, Row
 
 __all__ = [
     "ACTION",

@@ -12,10 +12,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from service.checker.rows import row_text
-from service.workflows import Workflow
+from service.workflows import Cell, Workflow
 
-Cell = tuple[str, str, str, str]
-"""(role, area, phase, action): one checkbox of a tenant's matrix."""
 OrderKey = tuple[int, int, int, int, Cell]
 
 

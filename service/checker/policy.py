@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from service.checker.problems import Problem
-from service.checker.rows import ACTION, AREA, PHASE, ROLE, PolicyLine, Row, parse_policy_text
+from service.checker.rows import ACTION, AREA, PHASE, ROLE, PolicyLine, parse_policy_text
 from service.checker.transition_rules import advance_problems, reopen_problems
-from service.workflows import Workflow
+from service.workflows import Row, Workflow
 
 
 def check_policy_text(

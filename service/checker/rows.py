@@ -13,14 +13,11 @@ from dataclasses import dataclass, field
 from service.checker.model import FIELDS
 from service.checker.problems import Problem, not_identifier
 from service.checker.sources import is_blank_or_comment, numbered_lines
-from service.workflows import is_identifier
+from service.workflows import Row, is_identifier
 
 TENANT, ROLE, AREA, PHASE, ACTION = range(5)
 COLUMN_NAMES = ("type", *FIELDS)
 CANONICAL_ROW = "p, default, parent, behaviour, completed, view"
-
-Row = tuple[str, str, str, str, str]
-"""(tenant, role, area, phase, action): one casbin policy row without its `p`."""
 
 
 @dataclass(frozen=True)
