@@ -34,7 +34,8 @@ from bench.store import BACKENDS, Content, Store, postgres_available, temporary_
 from bench.timing import Run, interleaved, per_call, prepare, timed
 from service.config import load_config
 from service.db import Database
-from service.decisions import Question, answer
+from service.decisions import Question, decide_one
+from service.keys import Key
 from service.policies import PolicyEngine
 from service.workflows import Cell, Row, Workflow, load_workflow
 
@@ -59,6 +60,9 @@ COLUMNS = (
     "answers checked",
 )
 Progress = Callable[[str], None]
+
+BENCH_KEY = Key(0, "bench", None)
+"""An all-tenant key: the in-process decision path checks it as the API does."""
 
 
 @dataclass(frozen=True)
@@ -253,7 +257,9 @@ def open_bench(
     """The service's database and engine and a plain engine for casbin, closed afterwards."""
     db = Database(store.url, pool_size=2)
     casbin_engine = create_engine(store.url)
-    engine = PolicyEngine.for_database(db, capacity=cache_capacity())
+    engine = PolicyEngine.from_settings(
+        db, load_config() | {"POLICY_CACHE_TENANTS": cache_capacity()}
+    )
     mix = make_mix(store.content, options, workflow)
     try:
         yield Bench(store, options, db, engine, casbin_engine, model_path, mix)
@@ -409,7 +415,7 @@ def full_column(bench: Bench) -> Callable[[Question], bool]:
 
     def full(q: Question) -> bool:
         with db.read() as conn:
-            return answer(conn, engine, q).allowed
+            return decide_one(conn, engine, BENCH_KEY, q).decision.allowed
 
     return full
 

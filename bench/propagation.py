@@ -30,12 +30,12 @@ from urllib.parse import urlencode
 
 from bench.server import Server, create_admin, create_api_key, serving
 from bench.store import Content, postgres_available, temporary_store
-from service import assessments, matrix
+from service import assessments, matrix, policy_changes
 from service.cli import default_cells
 from service.config import load_config
 from service.db import Database
 from service.policies import PolicyEngine
-from service.policy_store import current_version, tenant_cells
+from service.policies.store import current_version, tenant_cells
 from service.workflows import Cell, Workflow, load_workflow
 
 TARGET_P99_S = 1.0
@@ -191,7 +191,7 @@ def run(options: Options, progress: Callable[[str], None] = lambda _: None) -> l
 
 def prepare_target(url: str, workflow: Workflow) -> Target:
     """A new tenant with the default policy (a matrix the form accepts) and one assessment."""
-    engine = PolicyEngine.for_database(Database(url, 1))
+    engine = PolicyEngine.from_settings(Database(url, 1), load_config())
     area = workflow.areas[0]
     target = Target(TENANT, "propagation-1", area.id, area.first_phase.id)
     try:
@@ -270,7 +270,7 @@ class StoreWriter:
     """Saves as any process holding the store would: PolicyEngine.replace in one transaction."""
 
     def __init__(self, url: str, target: Target) -> None:
-        self.engine = PolicyEngine.for_database(Database(url, 1))
+        self.engine = PolicyEngine.from_settings(Database(url, 1), load_config())
         self.target = target
 
     def save(self, allowed: bool) -> int:
@@ -278,7 +278,7 @@ class StoreWriter:
         tenant, area = self.target.tenant, self.target.area
         with self.engine.db.write() as conn:
             cells = toggled(set(tenant_cells(conn, tenant, area)), self.target.cell, allowed)
-            result = self.engine.replace(conn, tenant, cells, actor="bench", area=area)
+            result = policy_changes.save(conn, self.engine, tenant, cells, actor="bench", area=area)
         if not result.changes:
             raise PropagationError("the store writer's save changed nothing")
         return result.version

@@ -45,7 +45,8 @@ from bench.timing import Run, Timing, interleaved, prepare
 from service import create_app
 from service.config import load_config
 from service.db import Database
-from service.decisions import Question, answer
+from service.decisions import Question, decide_one
+from service.keys import Key
 from service.policies import PolicyEngine
 from service.workflows import Workflow, load_workflow
 
@@ -66,6 +67,9 @@ COLUMNS = (
     f"RSS MiB all (≤{TARGET_RSS_MIB:g})",
     "answers",
 )
+
+BENCH_KEY = Key(0, "bench", None)
+"""An all-tenant key: the in-process decision path checks it as the API does."""
 
 
 @dataclass(frozen=True)
@@ -279,7 +283,7 @@ def prepare_hits(
 def decide(ctx: InProcess, q: Question) -> bool:
     """One full decision as POST /authorize makes it, minus HTTP and the key check."""
     with ctx.db.read() as conn:
-        return answer(conn, ctx.engine, q).allowed
+        return decide_one(conn, ctx.engine, BENCH_KEY, q).decision.allowed
 
 
 def decide_cold(ctx: InProcess, q: Question) -> bool:

@@ -53,7 +53,7 @@ from bench.server import (
 )
 from bench.store import BACKENDS, Content, postgres_available, temporary_store
 from service.config import load_config
-from service.policy_store import tenant_cells
+from service.policies.store import tenant_cells
 from service.workflows import Area, Cell, Phase, Workflow, load_workflow
 
 TARGET_ERRORS = 0

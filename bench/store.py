@@ -25,7 +25,7 @@ from sqlalchemy import Connection, create_engine, insert, make_url, text
 from service.cli import default_cells
 from service.db import Database
 from service.models import Assessment, PolicyVersion
-from service.policy_store import RULES
+from service.policies.store import RULES
 from service.workflows import Cell, Row, Workflow
 
 PG_ADMIN_URL = os.environ.get(

@@ -5,18 +5,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, current_app, g, jsonify, request
+from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
+from service import db, policies, shapes, throttle
 from service.config import ConfigError, load_config
-from service.db import Database
 from service.errors import RateLimited, ServiceError
-from service.policies import PolicyEngine
-from service.throttle import FailureThrottle
-from service.workflows import load_workflow
 
 log = logging.getLogger("workflow_authz")
 
@@ -50,28 +46,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 
 def init_app(app: Flask) -> None:
-    """Attach the store and the policy engine: built once per process, shared by requests."""
-    db = Database(app.config["DATABASE_URL"], app.config["POOL_SIZE"])
-    workflow = load_workflow(Path(app.config["POLICY_DIR"]) / "workflow.toml")
-    engine = PolicyEngine(
-        db, workflow, Path(app.config["MODEL_PATH"]), app.config["POLICY_CACHE_TENANTS"]
-    )
-    app.extensions["workflow_authz.db"] = db
-    app.extensions["workflow_authz.policies"] = engine
-    app.extensions["workflow_authz.throttle"] = FailureThrottle()
+    """Attach each part built once per process: the store, the policy engine, the throttle.
+    Each part's accessor lives with it (db.store(), policies.policy_engine())."""
     _configure_logging(app.config["LOG_LEVEL"])
-
-
-def store() -> Database:
-    """The current app's store (set up by init_app): for the blueprints' views."""
-    database: Database = current_app.extensions["workflow_authz.db"]
-    return database
-
-
-def policy_engine() -> PolicyEngine:
-    """The current app's policy engine (set up by init_app): for the blueprints' views."""
-    engine: PolicyEngine = current_app.extensions["workflow_authz.policies"]
-    return engine
+    db.init_app(app)
+    policies.init_app(app)
+    throttle.init_app(app)
 
 
 def _configure_logging(level: str) -> None:
@@ -103,24 +83,29 @@ def _register_errors(app: Flask) -> None:
     """One JSON error shape for every failure, with no stack trace or SQL in the answer."""
 
     @app.errorhandler(ServiceError)
-    def service_error(error: ServiceError) -> tuple[Response, int]:
+    def service_error(error: ServiceError) -> Response:
         if error.status >= 500:
             log.warning("%s: %s (cause: %r)", error.code, error.message, error.__cause__)
-        response = jsonify({"error": error.to_dict()})
+        response = _error(error.code, error.message, error.status, error.field)
         if isinstance(error, RateLimited):
             response.headers["Retry-After"] = str(error.retry_after)
-        return response, error.status
+        return response
 
     @app.errorhandler(HTTPException)
-    def http_error(error: HTTPException) -> tuple[Response, int]:
+    def http_error(error: HTTPException) -> Response:
         status = error.code or 500
-        body = {"code": HTTP_CODES.get(status, "error"), "message": error.description or error.name}
-        return jsonify({"error": body}), status
+        code = HTTP_CODES.get(status, "error")
+        return _error(code, error.description or error.name, status)
 
     @app.errorhandler(Exception)
-    def unexpected(error: Exception) -> tuple[Response, int]:
+    def unexpected(error: Exception) -> Response:
         log.exception("unexpected error")
-        return jsonify({"error": {"code": "internal", "message": "internal error"}}), 500
+        return _error("internal", "internal error", 500)
+
+
+def _error(code: str, message: str, status: int, field: str | None = None) -> Response:
+    """The one JSON error shape (shapes.ErrorBody), for every failure of every endpoint."""
+    return shapes.respond(shapes.ErrorBody(error=shapes.error_body(code, message, field)), status)
 
 
 def _register_metrics(app: Flask) -> None:

@@ -1,28 +1,34 @@
-"""The JSON API for apps: authorize (single, batch), assessments, health, OpenAPI, metrics."""
+"""The JSON API for apps: authorize (single, batch), permissions, assessments, the feed, health,
+OpenAPI and metrics. Thin views: each authenticates, validates its declared shapes (shapes.py),
+calls the domain module that owns the question, and answers with a declared shape."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, request
 from sqlalchemy import Connection, text
 
-from service import assessments, decisions, events, keys, policy_engine, store, transitions
+from service import assessments, decisions, events, keys, shapes, transitions
+from service.db import store
+from service.decisions import Answer, Question
 from service.errors import InvalidRequest, ServiceError, Unauthorized, Unavailable
 from service.keys import Key
 from service.metrics import DECISIONS, exposition
 from service.openapi import openapi_document
-from service.policy_store import require_version
-from service.throttle import FailureThrottle
+from service.policies import policy_engine
+from service.policies.store import require_version
+from service.throttle import throttle
+from service.workflows import ADVANCE, REOPEN
 
 bp = Blueprint("api", __name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 
-ACTOR_MAX = 200
+ERRORS = (400, 401, 403, 404, 413, 429, 503)
+"""What every keyed endpoint may answer besides its success."""
 
 
 def _retrying(view: Callable[P, R]) -> Callable[P, R]:
@@ -41,237 +47,234 @@ def _retrying(view: Callable[P, R]) -> Callable[P, R]:
     return once_more
 
 
-def _body() -> dict[str, Any]:
-    """The request's JSON object; InvalidRequest for anything else."""
-    data = request.get_json(silent=True, force=True)
-    if not isinstance(data, dict):
-        raise InvalidRequest("the body must be a JSON object (Content-Type: application/json)")
-    return data
-
-
 def _authenticate(conn: Connection) -> Key:
     """The caller's key; failures are counted per address and too many get 429 for a while."""
-    throttle: FailureThrottle = current_app.extensions["workflow_authz.throttle"]
     address = request.remote_addr or "unknown"
-    throttle.check(address)
+    throttle().check(address)
     try:
         return keys.authenticate(conn, request.headers.get("Authorization"))
     except Unauthorized:
-        throttle.fail(address)
+        throttle().fail(address)
         raise
 
 
-def _only(body: dict[str, Any], allowed: set[str]) -> None:
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise InvalidRequest(f"unknown field {unknown[0]!r}", field=unknown[0])
+def _question(place: shapes.Place, action: str) -> Question:
+    """A validated body as the question decisions.py answers."""
+    place = place.checked()
+    return Question(place.tenant, place.role, action, place.assessment, place.area, place.phase)
 
 
-def _actor(body: dict[str, Any]) -> str:
-    actor = body.get("actor")
-    if (
-        not isinstance(actor, str)
-        or not actor.strip()
-        or len(actor) > ACTOR_MAX
-        or not actor.isprintable()
-    ):
-        raise InvalidRequest(
-            f"actor must be a printable string of 1-{ACTOR_MAX} characters", field="actor"
-        )
-    return actor
+def _decision(answer: Answer) -> dict[str, Any]:
+    """The fields of a decision's answer shape."""
+    d = answer.decision
+    DECISIONS.labels(str(d.allowed).lower()).inc()
+    return dict(
+        decision_id=answer.decision_id,
+        allowed=d.allowed,
+        tenant=d.tenant,
+        role=d.role,
+        action=d.action,
+        area=d.area,
+        phase=d.phase,
+        assessment=answer.assessment,
+        policy_version=d.policy_version,
+        rule=list(d.rule) if d.rule else None,
+        reason=d.reason,
+    )
+
+
+def _error(error: ServiceError) -> shapes.ErrorObject:
+    return shapes.error_body(error.code, error.message, error.field)
 
 
 @bp.post("/authorize")
+@shapes.operation({200: shapes.Decision}, ERRORS, body=shapes.QuestionBody)
 @_retrying
 def authorize() -> Response:
-    """Decide one question; a deny is a 200 answer with allowed false."""
-    body = _body()
+    """May a role perform an action on an assessment, or at a phase? A deny is a 200 answer
+    with allowed false."""
     with store().read() as conn:
         key = _authenticate(conn)
-        question = decisions.parse_question(body)
-        key.require_tenant(question.tenant)
-        decision = decisions.answer(conn, policy_engine(), question)
-    DECISIONS.labels(str(decision.allowed).lower()).inc()
-    answer = decisions.to_json(decision, question.assessment, key)
-    response = jsonify(answer)
-    response.headers["X-Decision-Id"] = answer["decision_id"]
+        body: shapes.QuestionBody = shapes.body()
+        answer = decisions.decide_one(conn, policy_engine(), key, _question(body, body.action))
+    response = shapes.respond(shapes.Decision.model_construct(**_decision(answer)))
+    response.headers["X-Decision-Id"] = answer.decision_id
     return response
 
 
 @bp.post("/authorize/batch")
+@shapes.operation({200: shapes.BatchResults}, ERRORS, body=shapes.BatchBody)
 @_retrying
 def authorize_batch() -> Response:
     """Decide up to 1000 questions in one read of the store; results keep the request order."""
-    body = _body()
     with store().read() as conn:
         key = _authenticate(conn)
-        _only(body, {"requests"})
-        items = body.get("requests")
-        if not isinstance(items, list):
-            raise InvalidRequest("requests must be a list", field="requests")
-        if len(items) > decisions.MAX_BATCH:
-            raise InvalidRequest(
-                f"at most {decisions.MAX_BATCH} requests per batch", field="requests"
-            )
-        results = decisions.answer_batch(conn, policy_engine(), key, items)
-    for result in results:
-        if "allowed" in result:
-            DECISIONS.labels(str(result["allowed"]).lower()).inc()
-    return jsonify({"results": results})
+        items = shapes.body().requests
+        asked = [_batch_item(i, item) for i, item in enumerate(items)]
+        answers = decisions.decide_all(conn, policy_engine(), key, [q for _, q in asked])
+    results: list[shapes.BatchDecision | shapes.BatchError] = [
+        shapes.BatchError.model_construct(id=item_id, error=_error(a))
+        if isinstance(a, ServiceError)
+        else shapes.BatchDecision.model_construct(id=item_id, **_decision(a))
+        for (item_id, _), a in zip(asked, answers, strict=True)
+    ]
+    return shapes.respond(shapes.BatchResults.model_construct(results=results))
+
+
+def _batch_item(index: int, item: Any) -> tuple[str, decisions.Asked]:
+    """One batch item's id and question, or the error that refuses it."""
+    if not isinstance(item, dict):
+        return str(index), InvalidRequest(f"requests[{index}] must be an object", field="requests")
+    try:
+        parsed = shapes.validate(shapes.BatchItem, item)
+    except ServiceError as error:
+        item_id = item.get("id")
+        ok = isinstance(item_id, str) and error.field != "id"
+        return (item_id if ok else str(index)), error  # type: ignore[return-value]
+    try:
+        return parsed.id, _question(parsed, parsed.action)
+    except ServiceError as error:
+        return parsed.id, error
+
+
+@bp.post("/permissions")
+@shapes.operation({200: shapes.Permissions}, ERRORS, body=shapes.Place)
+@_retrying
+def permissions() -> Response:
+    """Every action a role may take on an assessment or at a phase: the buttons to show."""
+    with store().read() as conn:
+        key = _authenticate(conn)
+        place: shapes.Place = shapes.body()
+        question = _question(place, "")
+        where, actions = decisions.permitted(conn, policy_engine(), key, question)
+    return shapes.respond(
+        shapes.Permissions.model_construct(
+            tenant=question.tenant,
+            role=question.role,
+            area=where.area,
+            phase=where.phase,
+            assessment=question.assessment,
+            actions=actions,
+            policy_version=where.policy_version,
+        )
+    )
 
 
 @bp.post("/assessments")
-def create_assessment() -> tuple[Response, int]:
+@shapes.operation({201: shapes.State}, (*ERRORS, 409), body=shapes.CreateBody)
+def create_assessment() -> Response:
     """Register an assessment at its area's first phase."""
-    body = _body()
     with store().write() as conn:
         key = _authenticate(conn)
-        _only(body, {"tenant", "id", "area"})
-        tenant = decisions.identifier(body, "tenant", default=decisions.DEFAULT_TENANT)
-        key.require_tenant(tenant)
-        assessment_id = assessments.check_id(body.get("id"))
-        area = decisions.identifier(body, "area")
-        state = transitions.start(conn, policy_engine(), tenant, assessment_id, area)
-    return jsonify(state.to_json()), 201
+        new: shapes.CreateBody = shapes.body()
+        key.require_tenant(new.tenant)
+        state = transitions.start(conn, policy_engine(), new.tenant, new.id, new.area)
+    return shapes.respond(_state(state), 201)
 
 
 @bp.get("/assessments/<assessment_id>")
+@shapes.operation({200: shapes.StateWithHistory}, ERRORS, query=shapes.TenantQuery)
 @_retrying
 def get_assessment(assessment_id: str) -> Response:
-    """The assessment's state and its whole transition history."""
+    """An assessment's state and its whole transition history."""
     with store().read() as conn:
         key = _authenticate(conn)
-        _only(dict(request.args), {"tenant"})
-        tenant = decisions.identifier(request.args, "tenant", default=decisions.DEFAULT_TENANT)
+        tenant = shapes.query().tenant
         key.require_tenant(tenant)
         assessments.check_id(assessment_id)
         state = assessments.get(conn, tenant, assessment_id)
         history = assessments.history(conn, tenant, assessment_id)
-    return jsonify({**state.to_json(), "history": history})
+    entries = [shapes.HistoryEntry.model_construct(**vars(h)) for h in history]
+    return shapes.respond(shapes.StateWithHistory.model_construct(**vars(state), history=entries))
 
 
-@dataclass(frozen=True)
-class MoveRequest:
-    """Who moves an assessment, on whose behalf, why (reopen), and from which phase they think."""
+@bp.post("/assessments/<assessment_id>/advance")
+@shapes.operation({200: shapes.State}, (*ERRORS, 409), body=shapes.MoveBody)
+def advance_assessment(assessment_id: str) -> Response:
+    """Advance to the next phase (the responsible role only); of concurrent moves of one
+    assessment exactly one wins."""
+    with store().write() as conn:
+        key = _authenticate(conn)
+        move: shapes.MoveBody = shapes.body()
+        return shapes.respond(_state(_move(conn, key, move, assessment_id, ADVANCE)))
 
-    tenant: str
-    role: str
-    actor: str
-    expected_phase: str | None
-    reason: str | None = None
+
+@bp.post("/assessments/<assessment_id>/reopen")
+@shapes.operation({200: shapes.State}, (*ERRORS, 409), body=shapes.ReopenBody)
+def reopen_assessment(assessment_id: str) -> Response:
+    """Move back one phase (action reopen); the reason is kept in the history."""
+    with store().write() as conn:
+        key = _authenticate(conn)
+        move: shapes.ReopenBody = shapes.body()
+        return shapes.respond(_state(_move(conn, key, move, assessment_id, REOPEN)))
 
 
-def _move_request(
-    body: dict[str, Any], key: Key, action: str, extra: frozenset[str] = frozenset()
-) -> MoveRequest:
-    """Validate the body of an advance or reopen; a reopen also needs a reason."""
-    reopen = action == "reopen"
-    _only(
-        body,
-        {"tenant", "role", "actor", "expected_phase"} | extra | ({"reason"} if reopen else set()),
+@bp.post("/assessments/advance")
+@shapes.operation({200: shapes.BulkResults}, ERRORS, body=shapes.BulkAdvanceBody)
+def advance_assessments() -> Response:
+    """Advance up to 1000 assessments, each in its own transaction: one failure blocks no other."""
+    with store().read() as conn:
+        key = _authenticate(conn)
+        bulk: shapes.BulkAdvanceBody = shapes.body()
+        key.require_tenant(bulk.tenant)
+    return shapes.respond(
+        shapes.BulkResults.model_construct(results=[_advance_one(key, bulk, i) for i in bulk.ids])
     )
-    tenant = decisions.identifier(body, "tenant", default=decisions.DEFAULT_TENANT)
-    key.require_tenant(tenant)
-    role = decisions.identifier(body, "role")
-    expected = decisions.identifier(body, "expected_phase") if "expected_phase" in body else None
-    reason = body.get("reason") if reopen else None
-    if reopen and not isinstance(reason, str):
-        raise InvalidRequest("reopen needs a reason (a string)", field="reason")
-    return MoveRequest(tenant, role, _actor(body), expected, reason)
 
 
-def _move(conn: Connection, move: MoveRequest, assessment_id: str) -> dict[str, Any]:
-    """Advance, or reopen when the request has a reason; the new state as JSON."""
-    state = transitions.move(
+def _advance_one(key: Key, bulk: shapes.BulkAdvanceBody, assessment_id: Any) -> Any:
+    """One item of a bulk advance: the new state, or the error a single advance would give."""
+    try:
+        with store().write() as conn:
+            return _state(_move(conn, key, bulk, assessment_id, ADVANCE))
+    except ServiceError as error:
+        item_id = assessment_id if isinstance(assessment_id, str) else None
+        return shapes.BulkError.model_construct(id=item_id, error=_error(error))
+
+
+def _move(
+    conn: Connection, key: Key, move: shapes.MoveBody, assessment_id: Any, action: str
+) -> assessments.State:
+    """Advance or reopen one assessment for a validated body."""
+    key.require_tenant(move.tenant)
+    return transitions.move(
         conn,
         policy_engine(),
         move.tenant,
         assessments.check_id(assessment_id),
-        "advance" if move.reason is None else "reopen",
+        action,
         move.role,
         move.actor,
         move.expected_phase,
-        move.reason,
+        getattr(move, "reason", None),
     )
-    return state.to_json()
 
 
-@bp.post("/assessments/<assessment_id>/<any(advance, reopen):action>")
-def move_assessment(assessment_id: str, action: str) -> Response:
-    """Advance to the next phase, or reopen back to the previous one (with a reason), if the
-    role may; of concurrent moves of one assessment exactly one wins."""
-    body = _body()
-    with store().write() as conn:
-        move = _move_request(body, _authenticate(conn), action)
-        return jsonify(_move(conn, move, assessment_id))
-
-
-@bp.post("/assessments/advance")
-def advance_assessments() -> Response:
-    """Advance up to 1000 assessments, each in its own transaction: one failure blocks no other."""
-    body = _body()
-    with store().read() as conn:
-        advance = _move_request(body, _authenticate(conn), "advance", extra=frozenset({"ids"}))
-    ids = body.get("ids")
-    if not isinstance(ids, list) or not 0 < len(ids) <= decisions.MAX_BATCH:
-        raise InvalidRequest(
-            f"ids must be a list of 1-{decisions.MAX_BATCH} assessment ids", field="ids"
-        )
-    return jsonify({"results": [_advance_one(advance, item) for item in ids]})
-
-
-def _advance_one(advance: MoveRequest, assessment_id: Any) -> dict[str, Any]:
-    """One item of a bulk advance: the new state, or the error a single advance would give."""
-    try:
-        with store().write() as conn:
-            return _move(conn, advance, assessment_id)
-    except ServiceError as error:
-        return {
-            "id": assessment_id if isinstance(assessment_id, str) else None,
-            "error": error.to_dict(),
-        }
-
-
-@bp.post("/permissions")
-@_retrying
-def permissions() -> Response:
-    """Which actions the role may take on an assessment (or at a phase): the buttons to show."""
-    body = _body()
-    with store().read() as conn:
-        key = _authenticate(conn)
-        question = decisions.parse_listing(body)
-        key.require_tenant(question.tenant)
-        return jsonify(decisions.permitted(conn, policy_engine(), question))
+def _state(state: assessments.State) -> shapes.State:
+    return shapes.State.model_construct(**vars(state))
 
 
 @bp.get("/events")
+@shapes.operation({200: shapes.EventsPage}, ERRORS, query=shapes.FeedQuery)
 @_retrying
 def feed() -> Response:
-    """What external systems may newly see, or no longer see, after a cursor (oldest first)."""
+    """The external-systems feed: assessments newly visible, or no longer visible, to external
+    systems, after a cursor, oldest first."""
     with store().read() as conn:
         key = _authenticate(conn)
-        _only(dict(request.args), {"tenant", "after", "limit"})
-        tenant = decisions.identifier(request.args, "tenant", default=decisions.DEFAULT_TENANT)
-        key.require_tenant(tenant)
-        require_version(conn, tenant)
-        limit = _limit(request.args.get("limit"))
-        return jsonify(events.page(conn, tenant, request.args.get("after"), limit))
-
-
-def _limit(raw: str | None) -> int:
-    if raw is None:
-        return 100
-    if not raw.isdigit() or not 1 <= int(raw) <= events.MAX_PAGE:
-        raise InvalidRequest(
-            f"limit must be a whole number from 1 to {events.MAX_PAGE}", field="limit"
-        )
-    return int(raw)
+        asked: shapes.FeedQuery = shapes.query()
+        key.require_tenant(asked.tenant)
+        require_version(conn, asked.tenant)
+        found, cursor = events.page(conn, asked.tenant, asked.after, asked.limit)
+    page = [shapes.Event.model_construct(**vars(e)) for e in found]
+    return shapes.respond(shapes.EventsPage.model_construct(events=page, cursor=cursor))
 
 
 @bp.get("/healthz")
+@shapes.operation({200: shapes.Health}, (503,), public=True)
 @_retrying
-def healthz() -> tuple[Response, int]:
-    """Liveness plus a store check: 200 when the store answers and the schema is current."""
+def healthz() -> Response:
+    """Liveness and store check: 200 when the store answers and the schema is current."""
     db = store()
     try:
         with db.read() as conn:
@@ -281,15 +284,19 @@ def healthz() -> tuple[Response, int]:
         raise Unavailable("the store cannot be reached") from None
     if not current:
         raise Unavailable("the schema is not at the newest migration: run `workflow-authz init`")
-    return jsonify({"status": "ok", "store": db.url.get_backend_name()}), 200
+    return shapes.respond(shapes.Health(status="ok", store=db.url.get_backend_name()))
 
 
 @bp.get("/openapi.json")
+@shapes.operation({200: shapes.OpenApiDocument}, public=True)
 def openapi() -> Response:
-    return jsonify(openapi_document())
+    """This document."""
+    return shapes.respond(openapi_document())
 
 
 @bp.get("/metrics")
+@shapes.operation({}, public=True, text="Prometheus text format.")
 def metrics() -> Response:
+    """Prometheus metrics."""
     data, content_type = exposition()
     return Response(data, content_type=content_type)

@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select
+from sqlalchemy import Connection, bindparam, insert, select, tuple_
 from sqlalchemy.exc import IntegrityError
 
 from service.errors import Conflict, InvalidRequest, NotFound
+from service.limits import MAX_ASSESSMENT_ID
 from service.models import Assessment, PolicyVersion, Transition, utcnow
-from service.policy_store import require_version
+from service.policies.store import require_version
 from service.workflows import Workflow
 
-ASSESSMENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")
-# Built once: every decision about an assessment runs it.
-_SUBJECT = (
-    select(Assessment.area, Assessment.phase, PolicyVersion.version)
-    .join(PolicyVersion, PolicyVersion.tenant == Assessment.tenant)
-    .where(Assessment.tenant == bindparam("tenant"), Assessment.id == bindparam("id"))
+ASSESSMENT_ID = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._:-]{{0,{MAX_ASSESSMENT_ID - 1}}}\Z")
+# The state with its tenant's policy version: a decision or a move needs both, in one query.
+_WITH_VERSION = select(Assessment, PolicyVersion.version.label("policy_version")).join(
+    PolicyVersion, PolicyVersion.tenant == Assessment.tenant
+)
+# Built once: every decision about one assessment runs it.
+_ONE = _WITH_VERSION.where(
+    Assessment.tenant == bindparam("tenant"), Assessment.id == bindparam("id")
 )
 
 
@@ -36,17 +40,6 @@ class State:
     created_at: datetime
     updated_at: datetime
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "tenant": self.tenant,
-            "id": self.id,
-            "area": self.area,
-            "phase": self.phase,
-            "version": self.version,
-            "created_at": iso(self.created_at),
-            "updated_at": iso(self.updated_at),
-        }
-
 
 @dataclass(frozen=True)
 class Subject:
@@ -55,11 +48,6 @@ class Subject:
     area: str
     phase: str
     policy_version: int
-
-
-def iso(moment: datetime) -> str:
-    """RFC 3339 UTC with a Z, to the microsecond."""
-    return moment.isoformat().replace("+00:00", "Z")
 
 
 def check_id(value: object) -> str:
@@ -73,25 +61,33 @@ def check_id(value: object) -> str:
     return value
 
 
-def subject(conn: Connection, tenant: str, assessment_id: str) -> Subject:
-    """Phase and policy version in one indexed query; NotFound for an unknown assessment."""
-    row = conn.execute(_SUBJECT, {"tenant": tenant, "id": assessment_id}).one_or_none()
-    if row is None:
-        require_version(conn, tenant)  # an unknown tenant says so rather than "no assessment"
-        raise NotFound(
-            f"unknown assessment {assessment_id!r} in tenant {tenant!r}", field="assessment"
-        )
-    return Subject(row.area, row.phase, row.version)
+def subjects(conn: Connection, wanted: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Subject]:
+    """Area, phase and policy version of each (tenant, id) that exists, in one indexed query."""
+    keys = set(wanted)
+    if len(keys) == 1:
+        ((tenant, assessment_id),) = keys
+        rows = conn.execute(_ONE, {"tenant": tenant, "id": assessment_id})
+    elif keys:
+        rows = conn.execute(_WITH_VERSION.where(tuple_(Assessment.tenant, Assessment.id).in_(keys)))
+    else:
+        return {}
+    return {(r.tenant, r.id): Subject(r.area, r.phase, r.policy_version) for r in rows}
+
+
+def not_found(tenant: str, assessment_id: str, field: str = "id") -> NotFound:
+    """The error for an assessment the tenant does not have."""
+    return NotFound(f"unknown assessment {assessment_id!r} in tenant {tenant!r}", field=field)
 
 
 def create(
     conn: Connection, workflow: Workflow, tenant: str, assessment_id: str, area: str
-) -> State:
-    """Register an assessment at its area's first phase; Conflict if the id is taken."""
+) -> tuple[State, int]:
+    """Register an assessment at its area's first phase; Conflict if the id is taken. Returns the
+    state and the tenant's policy version."""
     area_def = workflow.area_by_id.get(area)
     if area_def is None:
         raise InvalidRequest(f"unknown area {area!r}", field="area")
-    require_version(conn, tenant)
+    version = require_version(conn, tenant)
     if _find(conn, tenant, assessment_id) is not None:
         raise Conflict(
             f"assessment {assessment_id!r} already exists in tenant {tenant!r}", field="id"
@@ -113,19 +109,39 @@ def create(
         raise Conflict(
             f"assessment {assessment_id!r} already exists in tenant {tenant!r}", field="id"
         ) from None
-    return State(**values)  # type: ignore[arg-type]
+    return State(**values), version  # type: ignore[arg-type]
 
 
 def get(conn: Connection, tenant: str, assessment_id: str) -> State:
     """The assessment's state; NotFound naming the tenant or the assessment."""
-    state = _find(conn, tenant, assessment_id)
-    if state is None:
-        require_version(conn, tenant)
-        raise NotFound(f"unknown assessment {assessment_id!r} in tenant {tenant!r}", field="id")
-    return state
+    return get_with_policy_version(conn, tenant, assessment_id)[0]
 
 
-def history(conn: Connection, tenant: str, assessment_id: str) -> list[dict[str, Any]]:
+def get_with_policy_version(conn: Connection, tenant: str, assessment_id: str) -> tuple[State, int]:
+    """The assessment's state and its tenant's policy version, in one query; NotFound naming the
+    tenant or the assessment."""
+    row = conn.execute(_ONE, {"tenant": tenant, "id": assessment_id}).one_or_none()
+    if row is None:
+        require_version(conn, tenant)  # an unknown tenant says so rather than "no assessment"
+        raise not_found(tenant, assessment_id)
+    return _state(row), row.policy_version
+
+
+@dataclass(frozen=True)
+class Step:
+    """One transition of an assessment, as its history shows it."""
+
+    from_phase: str
+    to_phase: str
+    role: str
+    actor: str
+    at: datetime
+    action: str
+    reason: str | None
+    policy_version: int
+
+
+def history(conn: Connection, tenant: str, assessment_id: str) -> list[Step]:
     """Every transition of the assessment, oldest first."""
     rows = conn.execute(
         select(Transition)
@@ -133,16 +149,7 @@ def history(conn: Connection, tenant: str, assessment_id: str) -> list[dict[str,
         .order_by(Transition.id)
     )
     return [
-        {
-            "from_phase": t.from_phase,
-            "to_phase": t.to_phase,
-            "role": t.role,
-            "actor": t.actor,
-            "at": iso(t.at),
-            "action": t.action,
-            "reason": t.reason,
-            "policy_version": t.policy_version,
-        }
+        Step(t.from_phase, t.to_phase, t.role, t.actor, t.at, t.action, t.reason, t.policy_version)
         for t in rows
     ]
 
@@ -151,8 +158,11 @@ def _find(conn: Connection, tenant: str, assessment_id: str) -> State | None:
     row = conn.execute(
         select(Assessment).where(Assessment.tenant == tenant, Assessment.id == assessment_id)
     ).one_or_none()
-    if row is None:
-        return None
+    return None if row is None else _state(row)
+
+
+def _state(row: Any) -> State:
+    """A state from a row of the assessments table."""
     return State(
         row.tenant, row.id, row.area, row.phase, row.version, row.created_at, row.updated_at
     )

@@ -15,15 +15,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from service.checker import (
-    FIELDS,
-    Problem,
-    Row,
-    is_blank_or_comment,
-    numbered_lines,
-    read_source,
-)
-from service.workflows import Workflow, is_identifier
+from service.checker.problems import Problem
+from service.checker.sources import is_blank_or_comment, numbered_lines, read_source
+from service.policies.model import FIELDS
+from service.workflows import Row, Workflow, is_identifier
 
 HEADER = ("name", *FIELDS, "expect")
 EXPECT = {"allow": True, "deny": False}

@@ -13,11 +13,13 @@ import click
 from sqlalchemy import Connection, select
 
 from service import accounts, keys
+from service.checker.rows import read_policy_file
 from service.config import PREFIX, SETTINGS, load_config
 from service.db import Database
 from service.errors import ServiceError
 from service.models import Admin, ApiKey
-from service.policies import PolicyEngine, read_policy_file
+from service.policies import PolicyEngine
+from service.policies.store import tenants
 from service.policy_cli import (
     check_command,
     diff_command,
@@ -25,7 +27,6 @@ from service.policy_cli import (
     import_command,
     test_command,
 )
-from service.policy_store import tenants
 from service.workflows import Cell
 
 ALL_TENANTS = "*"
@@ -53,15 +54,14 @@ def _errors() -> Iterator[None]:
 
 
 def _engine() -> PolicyEngine:
-    return PolicyEngine.for_database(Database(load_config()["DATABASE_URL"], 1))
+    settings = load_config()
+    return PolicyEngine.from_settings(Database(settings["DATABASE_URL"], 1), settings)
 
 
 def default_cells() -> list[Cell]:
     """The shipped default policy's cells (rows of tenant `default` in policy/policy.csv)."""
     settings = load_config()
-    rows = read_policy_file(
-        Path(settings["MODEL_PATH"]), Path(settings["POLICY_DIR"]) / "policy.csv"
-    )
+    rows = read_policy_file(Path(settings["POLICY_DIR"]) / "policy.csv")
     return [row[1:] for row in rows if row[0] == "default"]
 
 

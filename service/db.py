@@ -11,12 +11,14 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from flask import Flask, current_app
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from service.errors import Unavailable
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+_EXTENSION = "workflow_authz.db"
 
 
 class Database:
@@ -70,6 +72,17 @@ class Database:
     def dispose(self) -> None:
         self.engine.dispose()
         self.reader.dispose()
+
+
+def init_app(app: Flask) -> None:
+    """Open the process's store from the app's settings: one engine (and pool) per process."""
+    app.extensions[_EXTENSION] = Database(app.config["DATABASE_URL"], app.config["POOL_SIZE"])
+
+
+def store() -> Database:
+    """The current app's store (flaskr's get_db): for views and the parts built on the app."""
+    database: Database = current_app.extensions[_EXTENSION]
+    return database
 
 
 @contextmanager

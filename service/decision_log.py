@@ -6,24 +6,31 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Mapping
-from datetime import UTC, datetime
-from typing import Any
 
 from service.keys import Key
+from service.models import iso, utcnow
+from service.policies import Decision
 
 log = logging.getLogger("workflow_authz.decisions")
 
 
-def record(answer: Mapping[str, Any], key: Key) -> str:
-    """Log one answer (less its prose reason) as a JSON line and return its new decision id."""
+def record(decision: Decision, assessment: str | None, key: Key) -> str:
+    """Log one decision (less its prose reason) as a JSON line and return its new decision id."""
     decision_id = uuid.uuid4().hex
     if log.isEnabledFor(logging.INFO):
         line = {
             "event": "decision",
             "decision_id": decision_id,
-            "at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-            **{name: value for name, value in answer.items() if name != "reason"},
+            "at": iso(utcnow()),
+            "allowed": decision.allowed,
+            "tenant": decision.tenant,
+            "role": decision.role,
+            "action": decision.action,
+            "area": decision.area,
+            "phase": decision.phase,
+            "assessment": assessment,
+            "policy_version": decision.policy_version,
+            "rule": list(decision.rule) if decision.rule else None,
             "key": key.name,
         }
         log.info(json.dumps(line, separators=(",", ":")))

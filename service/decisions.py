@@ -1,35 +1,34 @@
-"""Authorization questions from the API: parse them, read what they need, and decide.
+"""How a request is decided: every question -- one from POST /authorize, a thousand from a batch,
+the actions of POST /permissions -- goes through `decide_all`.
 
 A question names either an assessment (its current phase is read from the state table) or an
-area and phase. A batch reads every tenant's policy version and every assessment it names in
-one transaction, then decides each item on its own; an invalid item gets its own error.
+area and phase. `decide_all` reads what the questions need in one query per kind (the assessments
+with their tenants' policy versions; the versions of the tenants asked about by phase), decides
+each question with the seam's pure `decide`, and writes each decision to the decision log under a
+new id. A question that cannot be answered (unknown tenant or assessment, a key not valid for the
+tenant, an unknown identifier) gets its own error; only a store failure fails them all.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 
-from sqlalchemy import Connection, select, tuple_
+from sqlalchemy import Connection
 
-from service import decision_log
-from service.assessments import ASSESSMENT_ID, Subject, subject
-from service.errors import InvalidRequest, NotFound, ServiceError
+from service import assessments, decision_log
+from service.assessments import Subject
+from service.errors import NotFound, ServiceError
 from service.keys import Key
-from service.models import Assessment, PolicyVersion
-from service.policies import Decision, PolicyEngine
-from service.policy_store import require_version
-from service.workflows import is_identifier
+from service.policies import Decision, PolicyEngine, decide
+from service.policies.store import versions
 
 DEFAULT_TENANT = "default"
-MAX_BATCH = 1000
-QUESTION_FIELDS = frozenset({"tenant", "role", "action", "assessment", "area", "phase"})
 
 
 @dataclass(frozen=True)
 class Question:
-    """One validated authorization question."""
+    """One validated authorization question: about an assessment, or about an area and phase."""
 
     tenant: str
     role: str
@@ -39,201 +38,93 @@ class Question:
     phase: str | None = None
 
 
-def parse_question(body: Mapping[str, Any], extra: frozenset[str] = frozenset()) -> Question:
-    """Validate the shape of a question; InvalidRequest names the first field at fault."""
-    _refuse_unknown(body, QUESTION_FIELDS | extra)
-    return _question(body, identifier(body, "action"))
+@dataclass(frozen=True)
+class Answer:
+    """A decision, the assessment it was about (if any) and its id in the decision log."""
+
+    decision_id: str
+    decision: Decision
+    assessment: str | None
 
 
-def parse_listing(body: Mapping[str, Any]) -> Question:
-    """A question without an action, for listing every permitted action (POST /permissions)."""
-    _refuse_unknown(body, QUESTION_FIELDS - {"action"})
-    return _question(body, "")
+Asked = Question | ServiceError
+"""A question, or the error that refused it before it could be asked (an invalid batch item)."""
 
 
-def _refuse_unknown(body: Mapping[str, Any], allowed: frozenset[str]) -> None:
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise InvalidRequest(f"unknown field {unknown[0]!r}", field=unknown[0])
+def decide_all(
+    conn: Connection, engine: PolicyEngine, key: Key, questions: Sequence[Asked]
+) -> list[Answer | ServiceError]:
+    """Answer every question in order: each an answer or its own error, never both. Errors of
+    the store (5xx) are raised: then nothing is answered, and nothing is allowed."""
+    valid = [q for q in questions if isinstance(q, Question)]
+    found = assessments.subjects(conn, {(q.tenant, q.assessment) for q in valid if q.assessment})
+    by_phase = {q.tenant for q in valid if q.assessment is None}
+    missing = {q.tenant for q in valid if q.assessment and (q.tenant, q.assessment) not in found}
+    known = versions(conn, by_phase | missing)
+    return [_answer(conn, engine, key, q, found, known) for q in questions]
 
 
-def _question(body: Mapping[str, Any], action: str) -> Question:
-    """Tenant, role and either an assessment or an area and phase."""
-    tenant = identifier(body, "tenant", default=DEFAULT_TENANT)
-    role = identifier(body, "role")
-    if "assessment" in body:
-        for name in ("area", "phase"):
-            if name in body:
-                raise InvalidRequest(
-                    "give either assessment, or area and phase; not both", field=name
-                )
-        assessment = body["assessment"]
-        if not isinstance(assessment, str) or not ASSESSMENT_ID.match(assessment):
-            raise InvalidRequest("assessment must be an assessment id string", field="assessment")
-        return Question(tenant, role, action, assessment=assessment)
-    if "area" not in body and "phase" not in body:
-        raise InvalidRequest("give assessment, or area and phase", field="assessment")
-    return Question(
-        tenant, role, action, area=identifier(body, "area"), phase=identifier(body, "phase")
-    )
+def decide_one(conn: Connection, engine: PolicyEngine, key: Key, question: Question) -> Answer:
+    """A single question is a batch of one; its error is raised."""
+    (result,) = decide_all(conn, engine, key, [question])
+    if isinstance(result, ServiceError):
+        raise result
+    return result
 
 
-def identifier(body: Mapping[str, Any], name: str, default: str | None = None) -> str:
-    """A required (or defaulted) identifier field: [a-z][a-z0-9_]*, at most 64 characters."""
-    if name not in body:
-        if default is not None:
-            return default
-        raise InvalidRequest(f"missing field {name!r}", field=name)
-    value = body[name]
-    if not isinstance(value, str):
-        raise InvalidRequest(f"{name} must be a string", field=name)
-    if not is_identifier(value):
-        raise InvalidRequest(
-            f"{name} must match [a-z][a-z0-9_]* (at most 64 characters)", field=name
-        )
-    return value
+def permitted(
+    conn: Connection, engine: PolicyEngine, key: Key, question: Question
+) -> tuple[Subject, list[str]]:
+    """Where the question is about, and every action the role may take there (the buttons to
+    show): one question per action of the definition, through the same path as any other."""
+    asked = [replace(question, action=action) for action in engine.workflow.actions]
+    answers: list[Answer] = []
+    for result in decide_all(conn, engine, key, asked):
+        if isinstance(result, ServiceError):  # all are about one place: they fail alike
+            raise result
+        answers.append(result)
+    first = answers[0].decision
+    where = Subject(first.area, first.phase, first.policy_version)
+    return where, [a.decision.action for a in answers if a.decision.allowed]
 
 
-def answer(conn: Connection, engine: PolicyEngine, question: Question) -> Decision:
-    """Decide one question, reading the assessment's phase or the tenant's version first."""
-    return _decide(engine, question, locate(conn, question), conn)
-
-
-def permitted(conn: Connection, engine: PolicyEngine, question: Question) -> dict[str, Any]:
-    """Every action the role may take on the assessment or at the phase: the buttons to show."""
-    found = locate(conn, question)
-    actions = engine.permitted(
-        question.tenant,
-        question.role,
-        found.area,
-        found.phase,
-        version=found.policy_version,
-        conn=conn,
-    )
-    return {
-        "tenant": question.tenant,
-        "role": question.role,
-        "area": found.area,
-        "phase": found.phase,
-        "assessment": question.assessment,
-        "actions": actions,
-        "policy_version": found.policy_version,
-    }
-
-
-def locate(conn: Connection, question: Question) -> Subject:
-    """The area, phase and policy version a question is about (the assessment's current phase)."""
-    if question.assessment is not None:
-        return subject(conn, question.tenant, question.assessment)
-    version = require_version(conn, question.tenant)
-    return Subject(question.area or "", question.phase or "", version)
-
-
-def answer_batch(
-    conn: Connection, engine: PolicyEngine, key: Key, items: Sequence[Any]
-) -> list[dict[str, Any]]:
-    """Answer every item in order; each is a decision or its own error, never both."""
-    parsed = [_parse_item(key, i, item) for i, item in enumerate(items)]
-    questions = [q for _, q in parsed if isinstance(q, Question)]
-    versions = _versions(conn, {q.tenant for q in questions})
-    subjects = _subjects(conn, [q for q in questions if q.assessment is not None])
-    return [
-        _batch_result(engine, conn, key, item_id, q, versions, subjects) for item_id, q in parsed
-    ]
-
-
-def to_json(decision: Decision, assessment: str | None, key: Key) -> dict[str, Any]:
-    """The spec's answer object, under a new decision id written to the decision log."""
-    answer = {
-        "allowed": decision.allowed,
-        "tenant": decision.tenant,
-        "role": decision.role,
-        "action": decision.action,
-        "area": decision.area,
-        "phase": decision.phase,
-        "assessment": assessment,
-        "policy_version": decision.policy_version,
-        "rule": list(decision.rule) if decision.rule else None,
-        "reason": decision.reason,
-    }
-    return {"decision_id": decision_log.record(answer, key), **answer}
-
-
-def _decide(engine: PolicyEngine, q: Question, s: Subject, conn: Connection) -> Decision:
-    return engine.decide(
-        q.tenant, q.role, s.area, s.phase, q.action, version=s.policy_version, conn=conn
-    )
-
-
-def _parse_item(key: Key, index: int, item: Any) -> tuple[str, Question | ServiceError]:
-    """Validate one batch item: an object with a string id, a valid question, a permitted tenant."""
-    if not isinstance(item, dict):
-        return str(index), InvalidRequest(f"requests[{index}] must be an object", field="requests")
-    item_id = item.get("id")
-    if not isinstance(item_id, str) or not 0 < len(item_id) <= 128:
-        return str(index), InvalidRequest(
-            "each request needs an id string of 1-128 characters", field="id"
-        )
-    try:
-        question = parse_question(item, extra=frozenset({"id"}))
-        key.require_tenant(question.tenant)
-    except ServiceError as error:
-        return item_id, error
-    return item_id, question
-
-
-def _batch_result(
-    engine: PolicyEngine,
+def _answer(
     conn: Connection,
+    engine: PolicyEngine,
     key: Key,
-    item_id: str,
-    q: Question | ServiceError,
-    versions: Mapping[str, int],
-    subjects: Mapping[tuple[str, str], Subject],
-) -> dict[str, Any]:
+    question: Asked,
+    found: Mapping[tuple[str, str], Subject],
+    known: Mapping[str, int],
+) -> Answer | ServiceError:
+    """One question's answer, logged; or the error that keeps it from being answered."""
     try:
-        if isinstance(q, ServiceError):
-            raise q
-        if q.tenant not in versions:
-            raise NotFound(f"unknown tenant {q.tenant!r}", field="tenant")
-        if q.assessment is not None:
-            found = subjects.get((q.tenant, q.assessment))
-            if found is None:
-                raise NotFound(
-                    f"unknown assessment {q.assessment!r} in tenant {q.tenant!r}",
-                    field="assessment",
-                )
-        else:
-            found = Subject(q.area or "", q.phase or "", versions[q.tenant])
-        return {"id": item_id, **to_json(_decide(engine, q, found, conn), q.assessment, key)}
+        if isinstance(question, ServiceError):
+            raise question
+        key.require_tenant(question.tenant)
+        where = _locate(question, found, known)
+        area = engine.validate(
+            role=question.role, action=question.action, area=where.area, phase=where.phase
+        )
+        policy = engine.policy(question.tenant, where.policy_version, conn)
+        decision = decide(policy, area, (question.role, where.area, where.phase, question.action))
     except ServiceError as error:
         if error.status >= 500:
             raise
-        return {"id": item_id, "error": error.to_dict()}
+        return error
+    decision_id = decision_log.record(decision, question.assessment, key)
+    return Answer(decision_id, decision, question.assessment)
 
 
-def _versions(conn: Connection, tenants: set[str]) -> dict[str, int]:
-    if not tenants:
-        return {}
-    rows = conn.execute(
-        select(PolicyVersion.tenant, PolicyVersion.version).where(PolicyVersion.tenant.in_(tenants))
-    )
-    return {r.tenant: r.version for r in rows}
-
-
-def _subjects(conn: Connection, questions: list[Question]) -> dict[tuple[str, str], Subject]:
-    if not questions:
-        return {}
-    keys = {(q.tenant, q.assessment or "") for q in questions}
-    rows = conn.execute(
-        select(
-            Assessment.tenant,
-            Assessment.id,
-            Assessment.area,
-            Assessment.phase,
-            PolicyVersion.version,
-        )
-        .join(PolicyVersion, PolicyVersion.tenant == Assessment.tenant)
-        .where(tuple_(Assessment.tenant, Assessment.id).in_(keys))
-    )
-    return {(r.tenant, r.id): Subject(r.area, r.phase, r.version) for r in rows}
+def _locate(
+    question: Question, found: Mapping[tuple[str, str], Subject], known: Mapping[str, int]
+) -> Subject:
+    """The area, phase and policy version a question is about; NotFound naming what is unknown."""
+    if question.assessment is not None:
+        subject = found.get((question.tenant, question.assessment))
+        if subject is not None:
+            return subject
+    if question.tenant not in known:
+        raise NotFound(f"unknown tenant {question.tenant!r}", field="tenant")
+    if question.assessment is not None:
+        raise assessments.not_found(question.tenant, question.assessment, field="assessment")
+    return Subject(question.area or "", question.phase or "", known[question.tenant])

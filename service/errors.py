@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 
 class ServiceError(Exception):
     """Base of every error the service reports to a caller."""
@@ -16,13 +14,6 @@ class ServiceError(Exception):
         super().__init__(message)
         self.message = message
         self.field = field
-
-    def to_dict(self) -> dict[str, Any]:
-        """The spec's error object: code, message and (when one field is at fault) field."""
-        body: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.field is not None:
-            body["field"] = self.field
-        return body
 
 
 class InvalidRequest(ServiceError):

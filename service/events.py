@@ -1,10 +1,11 @@
 """The external-systems feed: every change after which an external system may newly see an
 assessment, or may no longer see it, written in the same transaction as the change.
 
-Events are numbered per tenant. A writer takes its numbers by incrementing the tenant's
-`event_seq`, which locks that row until commit, so a tenant's events become visible strictly in
-number order: a poller that asks for everything after its last number never misses one that
-commits late, and never sees one twice.
+Which audience the feed speaks for is the definition's: the role marked `receives_feed`. Events
+are numbered per tenant. A writer takes its numbers by incrementing the tenant's `event_seq`
+(policies/store.py), which locks that row until commit, so a tenant's events become visible
+strictly in number order: a poller that asks for everything after its last number never misses
+one that commits late, and never sees one twice.
 """
 
 from __future__ import annotations
@@ -14,19 +15,31 @@ import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Protocol
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, insert, select
 
 from service.errors import InvalidRequest
-from service.models import Assessment, Event, PolicyVersion, utcnow
+from service.models import Assessment, Event, utcnow
+from service.policies.store import take_event_numbers
+from service.workflows import VIEW, Cell, CellChange, Workflow
 
-EXTERNAL = "external_system"
-MAX_PAGE = 1000
+
+class Placed(Protocol):
+    """Where an assessment is: what the feed needs of its state."""
+
+    @property
+    def tenant(self) -> str: ...
+    @property
+    def id(self) -> str: ...
+    @property
+    def area(self) -> str: ...
+    @property
+    def phase(self) -> str: ...
 
 
 @dataclass(frozen=True)
-class Change:
+class VisibilityChange:
     """One assessment's visibility to external systems changed."""
 
     assessment_id: str
@@ -35,41 +48,65 @@ class Change:
     visible: bool
 
 
-def on_transition(
-    conn: Connection, tenant: str, change: Change, version: int, seen_before: bool
+def on_create(
+    conn: Connection, workflow: Workflow, cells: frozenset[Cell], version: int, state: Placed
 ) -> None:
-    """Record a transition that changes what external systems may see (and nothing otherwise)."""
-    if change.visible != seen_before:
-        append(conn, tenant, [change], cause="transition", version=version)
+    """A new assessment: an event when the feed's audience may see its first phase."""
+    if workflow.visible_to_feed(cells, state.area, state.phase):
+        change = VisibilityChange(state.id, state.area, state.phase, visible=True)
+        append(conn, state.tenant, [change], cause="created", version=version)
+
+
+def on_transition(
+    conn: Connection,
+    workflow: Workflow,
+    cells: frozenset[Cell],
+    version: int,
+    before: Placed,
+    to_phase: str,
+) -> None:
+    """A move: an event when it changes whether the feed's audience may see the assessment."""
+    seen_before = workflow.visible_to_feed(cells, before.area, before.phase)
+    seen_after = workflow.visible_to_feed(cells, before.area, to_phase)
+    if seen_after != seen_before:
+        change = VisibilityChange(before.id, before.area, to_phase, seen_after)
+        append(conn, before.tenant, [change], cause="transition", version=version)
 
 
 def on_policy_change(
-    conn: Connection, tenant: str, version: int, phases: Sequence[tuple[str, str, bool]]
+    conn: Connection,
+    workflow: Workflow,
+    tenant: str,
+    version: int,
+    changes: Sequence[CellChange],
 ) -> None:
-    """Record, per assessment now in a phase whose external visibility changed, one event."""
-    changes: list[Change] = []
-    for area, phase, visible in phases:
+    """Record, per assessment now in a phase whose visibility to the feed changed, one event."""
+    found: list[VisibilityChange] = []
+    for change in changes:
+        role, area, phase, action = change.cell
+        if role != workflow.feed_role or action != VIEW:
+            continue
         ids = conn.execute(
             select(Assessment.id)
             .where(Assessment.tenant == tenant, Assessment.area == area, Assessment.phase == phase)
             .order_by(Assessment.id)
         ).scalars()
-        changes += [Change(i, area, phase, visible) for i in ids]
-    append(conn, tenant, changes, cause="policy", version=version)
+        found += [VisibilityChange(i, area, phase, change.after) for i in ids]
+    append(conn, tenant, found, cause="policy", version=version)
 
 
 def append(
-    conn: Connection, tenant: str, changes: Sequence[Change], *, cause: str, version: int
+    conn: Connection,
+    tenant: str,
+    changes: Sequence[VisibilityChange],
+    *,
+    cause: str,
+    version: int,
 ) -> None:
     """Number the changes after the tenant's last event (locking its counter) and store them."""
     if not changes:
         return
-    last = conn.execute(
-        update(PolicyVersion)
-        .where(PolicyVersion.tenant == tenant)
-        .values(event_seq=PolicyVersion.event_seq + len(changes))
-        .returning(PolicyVersion.event_seq)
-    ).scalar_one()
+    last = take_event_numbers(conn, tenant, len(changes))
     at = utcnow()
     conn.execute(
         insert(Event),
@@ -90,7 +127,20 @@ def append(
     )
 
 
-def page(conn: Connection, tenant: str, cursor: str | None, limit: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Entry:
+    """One event of the feed, as a page shows it."""
+
+    assessment: str
+    area: str
+    phase: str
+    visible: bool
+    cause: str
+    policy_version: int
+    at: datetime
+
+
+def page(conn: Connection, tenant: str, cursor: str | None, limit: int) -> tuple[list[Entry], str]:
     """The tenant's events after the cursor, oldest first, and the cursor to ask with next."""
     after = decode_cursor(tenant, cursor)
     rows = conn.execute(
@@ -100,7 +150,11 @@ def page(conn: Connection, tenant: str, cursor: str | None, limit: int) -> dict[
         .limit(limit)
     ).all()
     last = rows[-1].seq if rows else after
-    return {"events": [_event_json(r) for r in rows], "cursor": encode_cursor(tenant, last)}
+    entries = [
+        Entry(r.assessment_id, r.area, r.phase, r.visible, r.cause, r.policy_version, r.at)
+        for r in rows
+    ]
+    return entries, encode_cursor(tenant, last)
 
 
 def encode_cursor(tenant: str, seq: int) -> str:
@@ -122,16 +176,3 @@ def decode_cursor(tenant: str, cursor: str | None) -> int:
         raise InvalidRequest(
             "after is not a cursor this feed gave for this tenant", field="after"
         ) from None
-
-
-def _event_json(row: Any) -> dict[str, Any]:
-    at: datetime = row.at
-    return {
-        "assessment": row.assessment_id,
-        "area": row.area,
-        "phase": row.phase,
-        "visible": row.visible,
-        "cause": row.cause,
-        "policy_version": row.policy_version,
-        "at": at.isoformat().replace("+00:00", "Z"),
-    }

@@ -21,14 +21,17 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-ID_LENGTH = 64
-ASSESSMENT_ID_LENGTH = 128
-TEXT_LENGTH = 200
-REASON_LENGTH = 500
+from service.limits import MAX_ASSESSMENT_ID, MAX_IDENTIFIER, MAX_REASON, MAX_TEXT
 
 
 def utcnow() -> datetime:
+    """Now, timezone-aware in UTC: every timestamp the service stores."""
     return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    """RFC 3339 UTC with a Z, to the microsecond: every timestamp the service shows."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -55,10 +58,10 @@ class Assessment(Base):
 
     __tablename__ = "assessments"
 
-    tenant: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
-    id: Mapped[str] = mapped_column(String(ASSESSMENT_ID_LENGTH), primary_key=True)
-    area: Mapped[str] = mapped_column(String(ID_LENGTH))
-    phase: Mapped[str] = mapped_column(String(ID_LENGTH))
+    tenant: Mapped[str] = mapped_column(String(MAX_IDENTIFIER), primary_key=True)
+    id: Mapped[str] = mapped_column(String(MAX_ASSESSMENT_ID), primary_key=True)
+    area: Mapped[str] = mapped_column(String(MAX_IDENTIFIER))
+    phase: Mapped[str] = mapped_column(String(MAX_IDENTIFIER))
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -74,16 +77,16 @@ class Transition(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    tenant: Mapped[str] = mapped_column(String(ID_LENGTH))
-    assessment_id: Mapped[str] = mapped_column(String(ASSESSMENT_ID_LENGTH))
-    from_phase: Mapped[str] = mapped_column(String(ID_LENGTH))
-    to_phase: Mapped[str] = mapped_column(String(ID_LENGTH))
-    role: Mapped[str] = mapped_column(String(ID_LENGTH))
-    actor: Mapped[str] = mapped_column(String(TEXT_LENGTH))
+    tenant: Mapped[str] = mapped_column(String(MAX_IDENTIFIER))
+    assessment_id: Mapped[str] = mapped_column(String(MAX_ASSESSMENT_ID))
+    from_phase: Mapped[str] = mapped_column(String(MAX_IDENTIFIER))
+    to_phase: Mapped[str] = mapped_column(String(MAX_IDENTIFIER))
+    role: Mapped[str] = mapped_column(String(MAX_IDENTIFIER))
+    actor: Mapped[str] = mapped_column(String(MAX_TEXT))
     policy_version: Mapped[int] = mapped_column(Integer)
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    action: Mapped[str] = mapped_column(String(16), default="advance")
-    reason: Mapped[str | None] = mapped_column(String(REASON_LENGTH))
+    action: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(MAX_REASON))
 
 
 class PolicyVersion(Base):
@@ -92,10 +95,10 @@ class PolicyVersion(Base):
     __tablename__ = "policy_versions"
     __table_args__ = (CheckConstraint("version >= 1", name="ck_policy_versions_positive"),)
 
-    tenant: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(MAX_IDENTIFIER), primary_key=True)
     version: Mapped[int] = mapped_column(Integer, default=1)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    updated_by: Mapped[str] = mapped_column(String(TEXT_LENGTH))
+    updated_by: Mapped[str] = mapped_column(String(MAX_TEXT))
     event_seq: Mapped[int] = mapped_column(Integer, default=0)
 
 
@@ -105,11 +108,11 @@ class Event(Base):
 
     __tablename__ = "events"
 
-    tenant: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(MAX_IDENTIFIER), primary_key=True)
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    assessment_id: Mapped[str] = mapped_column(String(ASSESSMENT_ID_LENGTH))
-    area: Mapped[str] = mapped_column(String(ID_LENGTH))
-    phase: Mapped[str] = mapped_column(String(ID_LENGTH))
+    assessment_id: Mapped[str] = mapped_column(String(MAX_ASSESSMENT_ID))
+    area: Mapped[str] = mapped_column(String(MAX_IDENTIFIER))
+    phase: Mapped[str] = mapped_column(String(MAX_IDENTIFIER))
     visible: Mapped[bool] = mapped_column(Boolean)
     cause: Mapped[str] = mapped_column(String(16))
     policy_version: Mapped[int] = mapped_column(Integer)
@@ -123,14 +126,14 @@ class PolicyChange(Base):
     __table_args__ = (Index("ix_policy_changes_tenant", "tenant", "id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    tenant: Mapped[str] = mapped_column(String(ID_LENGTH))
+    tenant: Mapped[str] = mapped_column(String(MAX_IDENTIFIER))
     version: Mapped[int] = mapped_column(Integer)
-    actor: Mapped[str] = mapped_column(String(TEXT_LENGTH))
+    actor: Mapped[str] = mapped_column(String(MAX_TEXT))
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    role: Mapped[str] = mapped_column(String(ID_LENGTH))
-    area: Mapped[str] = mapped_column(String(ID_LENGTH))
-    phase: Mapped[str] = mapped_column(String(ID_LENGTH))
-    action: Mapped[str] = mapped_column(String(ID_LENGTH))
+    role: Mapped[str] = mapped_column(String(MAX_IDENTIFIER))
+    area: Mapped[str] = mapped_column(String(MAX_IDENTIFIER))
+    phase: Mapped[str] = mapped_column(String(MAX_IDENTIFIER))
+    action: Mapped[str] = mapped_column(String(MAX_IDENTIFIER))
     before: Mapped[bool] = mapped_column(Boolean)
     after: Mapped[bool] = mapped_column(Boolean)
 
@@ -141,8 +144,8 @@ class ApiKey(Base):
     __tablename__ = "api_keys"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(String(TEXT_LENGTH))
-    tenant: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    name: Mapped[str] = mapped_column(String(MAX_TEXT))
+    tenant: Mapped[str | None] = mapped_column(String(MAX_IDENTIFIER))
     prefix: Mapped[str] = mapped_column(String(16), index=True)
     digest: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -155,8 +158,8 @@ class Admin(Base):
     __tablename__ = "admins"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    username: Mapped[str] = mapped_column(String(ID_LENGTH), unique=True)
-    tenant: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    username: Mapped[str] = mapped_column(String(MAX_IDENTIFIER), unique=True)
+    tenant: Mapped[str | None] = mapped_column(String(MAX_IDENTIFIER))
     password_hash: Mapped[str] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)

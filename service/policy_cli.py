@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 import click
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from service import policy_changes
 from service.casetests import (
     Case,
     Coverage,
@@ -28,33 +29,19 @@ from service.casetests import (
     run_cases,
     text_report,
 )
-from service.checker import (
-    FORMATS,
-    TENANT,
-    Cell,
-    Change,
-    CheckResult,
-    Format,
-    PolicyFiles,
-    PolicyLine,
-    Problem,
-    Row,
-    cell_changes,
-    check_files,
-    check_policy_text,
-    collect,
-    display_order,
-    policy_text,
-    read_source,
-    render,
-)
+from service.checker.canonical import Change, cell_changes, display_order, policy_text
+from service.checker.files import CheckResult, PolicyFiles, check_files, collect
+from service.checker.policy import check_policy_text
+from service.checker.problems import FORMATS, Format, Problem, render
+from service.checker.rows import TENANT, PolicyLine
+from service.checker.sources import read_source
 from service.config import load_config
 from service.db import Database
 from service.errors import NotFound, ServiceError, Unavailable
-from service.models import TEXT_LENGTH
+from service.limits import MAX_TEXT
 from service.policies import PolicyEngine
-from service.policy_store import current_version, require_version, tenant_cells
-from service.workflows import Workflow, is_identifier
+from service.policies.store import current_version, require_version, tenant_cells
+from service.workflows import Cell, Row, Workflow, is_identifier
 
 PATHS = click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
 SNAPSHOT_TRIES = 5
@@ -204,8 +191,8 @@ def _tenant_id(_ctx: click.Context, param: click.Parameter, value: str | None) -
 
 def _actor(_ctx: click.Context, param: click.Parameter, value: str) -> str:
     """The audit records' actor: not blank, and short enough for the audit table."""
-    if not value.strip() or len(value) > TEXT_LENGTH:
-        raise click.BadParameter(f"give 1 to {TEXT_LENGTH} characters", param=param)
+    if not value.strip() or len(value) > MAX_TEXT:
+        raise click.BadParameter(f"give 1 to {MAX_TEXT} characters", param=param)
     return value
 
 
@@ -318,7 +305,7 @@ def _engine() -> PolicyEngine:
     """The engine `workflow-authz` commands use: one connection, configured definition and model."""
     url = _settings()["DATABASE_URL"]
     try:
-        return PolicyEngine.for_database(Database(url, 1))
+        return PolicyEngine.from_settings(Database(url, 1), _settings())
     except (ValueError, OSError, SQLAlchemyError) as exc:
         raise _failure(f"cannot open the policy store or definition: {exc}") from None
 
@@ -381,7 +368,7 @@ def _replaced(
 ) -> tuple[int, list[Change]]:
     """Replace the tenant's cells in one write transaction: the new version and what changed."""
     with engine.db.write() as conn:
-        result = engine.replace(conn, tenant, cells, actor=actor)
+        result = policy_changes.save(conn, engine, tenant, cells, actor=actor)
     changes = [Change(c.cell, c.after) for c in result.changes]
     order = display_order(engine.workflow)
     return result.version, sorted(changes, key=lambda c: order(c.cell))

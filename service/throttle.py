@@ -10,6 +10,8 @@ import threading
 import time
 from collections import OrderedDict, deque
 
+from flask import Flask, current_app
+
 from service.errors import RateLimited
 
 LIMIT = 20
@@ -53,3 +55,17 @@ class FailureThrottle:
         while recent and now - recent[0] > self.window:
             recent.popleft()
         return recent
+
+
+_EXTENSION = "workflow_authz.throttle"
+
+
+def init_app(app: Flask) -> None:
+    """One failure counter per process."""
+    app.extensions[_EXTENSION] = FailureThrottle()
+
+
+def throttle() -> FailureThrottle:
+    """The current app's failure counter."""
+    counter: FailureThrottle = current_app.extensions[_EXTENSION]
+    return counter

@@ -9,10 +9,10 @@ from sqlalchemy import Connection, insert, update
 from service import assessments, events
 from service.assessments import State
 from service.errors import Conflict, InvalidRequest, NotAllowed
-from service.models import REASON_LENGTH, Assessment, Transition, utcnow
-from service.policies import PolicyEngine, TenantPolicy
-from service.policy_store import require_version
-from service.workflows import Area, Phase
+from service.limits import MAX_REASON
+from service.models import Assessment, Transition, utcnow
+from service.policies import PolicyEngine, decide
+from service.workflows import ADVANCE, MOVES, REOPEN, Area, Phase
 
 
 def start(
@@ -20,11 +20,9 @@ def start(
 ) -> State:
     """Register an assessment at its area's first phase; the feed hears of it if external
     systems may see that phase."""
-    state = assessments.create(conn, engine.workflow, tenant, assessment_id, area)
-    policy = engine.policy(tenant, require_version(conn, tenant), conn)
-    if (events.EXTERNAL, area, state.phase, "view") in policy.cells:
-        change = events.Change(assessment_id, area, state.phase, visible=True)
-        events.append(conn, tenant, [change], cause="created", version=policy.version)
+    state, version = assessments.create(conn, engine.workflow, tenant, assessment_id, area)
+    policy = engine.policy(tenant, version, conn)
+    events.on_create(conn, engine.workflow, policy.cells, policy.version, state)
     return state
 
 
@@ -46,37 +44,20 @@ def move(
     so of several concurrent moves exactly one wins; the others get Conflict. History and feed
     events are written in the same transaction, so state, history and feed never disagree.
     """
-    if action == "reopen" and (reason is None or not reason.strip() or len(reason) > REASON_LENGTH):
-        raise InvalidRequest(
-            f"reopen needs a reason of 1-{REASON_LENGTH} characters", field="reason"
-        )
-    state = assessments.get(conn, tenant, assessment_id)
+    if action not in MOVES:
+        raise InvalidRequest(f"{action!r} does not move an assessment", field="action")
+    if action == REOPEN and (reason is None or not reason.strip() or len(reason) > MAX_REASON):
+        raise InvalidRequest(f"reopen needs a reason of 1-{MAX_REASON} characters", field="reason")
+    state, version = assessments.get_with_policy_version(conn, tenant, assessment_id)
     area = engine.workflow.area_by_id[state.area]
     _check_expected(area, state, expected_phase)
-    decision = engine.decide(
-        tenant,
-        role,
-        state.area,
-        state.phase,
-        action,
-        version=require_version(conn, tenant),
-        conn=conn,
-    )
+    engine.validate(role=role, action=action, area=state.area, phase=state.phase)
+    policy = engine.policy(tenant, version, conn)
+    decision = decide(policy, area, (role, state.area, state.phase, action))
     target = _target(area, state, action)
     if not decision.allowed:
         raise NotAllowed(decision.reason, field="role")
-    now = utcnow()
-    changed = conn.execute(
-        update(Assessment)
-        .where(
-            Assessment.tenant == tenant,
-            Assessment.id == assessment_id,
-            Assessment.version == state.version,
-        )
-        .values(phase=target.id, version=state.version + 1, updated_at=now)
-    )
-    if changed.rowcount != 1:
-        raise Conflict(f"assessment {assessment_id!r} was changed concurrently; read it and retry")
+    moved = _compare_and_set(conn, state, target.id)
     conn.execute(
         insert(Transition).values(
             tenant=tenant,
@@ -85,16 +66,32 @@ def move(
             to_phase=target.id,
             role=role,
             actor=actor,
-            policy_version=decision.policy_version,
-            at=now,
+            policy_version=policy.version,
+            at=moved.updated_at,
             action=action,
             reason=reason,
         )
     )
-    policy = engine.policy(tenant, decision.policy_version, conn)
-    _record_visibility(conn, policy, state, target.id)
+    events.on_transition(conn, engine.workflow, policy.cells, policy.version, state, target.id)
+    return moved
+
+
+def _compare_and_set(conn: Connection, state: State, phase: str) -> State:
+    """Put the assessment in `phase` if it still has the version we read; Conflict otherwise."""
+    now = utcnow()
+    changed = conn.execute(
+        update(Assessment)
+        .where(
+            Assessment.tenant == state.tenant,
+            Assessment.id == state.id,
+            Assessment.version == state.version,
+        )
+        .values(phase=phase, version=state.version + 1, updated_at=now)
+    )
+    if changed.rowcount != 1:
+        raise Conflict(f"assessment {state.id!r} was changed concurrently; read it and retry")
     return State(
-        tenant, assessment_id, state.area, target.id, state.version + 1, state.created_at, now
+        state.tenant, state.id, state.area, phase, state.version + 1, state.created_at, now
     )
 
 
@@ -116,19 +113,10 @@ def _check_expected(area: Area, state: State, expected_phase: str | None) -> Non
 def _target(area: Area, state: State, action: str) -> Phase:
     """The phase a move goes to; Conflict past either end of the area."""
     index = area.index(state.phase)
-    if action == "advance":
+    if action == ADVANCE:
         if index + 1 == len(area.phases):
             raise Conflict(f"assessment {state.id!r} is in the final phase {state.phase}")
         return area.phases[index + 1]
-    if action == "reopen":
-        if index == 0:
-            raise Conflict(f"assessment {state.id!r} is in the first phase {state.phase}")
-        return area.phases[index - 1]
-    raise InvalidRequest(f"{action!r} does not move an assessment", field="action")
-
-
-def _record_visibility(conn: Connection, policy: TenantPolicy, state: State, to_phase: str) -> None:
-    seen_before = (events.EXTERNAL, state.area, state.phase, "view") in policy.cells
-    seen_after = (events.EXTERNAL, state.area, to_phase, "view") in policy.cells
-    change = events.Change(state.id, state.area, to_phase, seen_after)
-    events.on_transition(conn, state.tenant, change, policy.version, seen_before)
+    if index == 0:
+        raise Conflict(f"assessment {state.id!r} is in the first phase {state.phase}")
+    return area.phases[index - 1]

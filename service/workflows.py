@@ -1,24 +1,55 @@
-"""The workflow definition: areas, their ordered phases, roles and actions, read from policy/."""
+"""The workflow definition and the product's vocabulary: areas, their ordered phases, roles and
+actions (read from policy/workflow.toml), the cell and row of a policy, and their display order.
+
+The only module (with the definition file itself) that names an action or a role kind: every
+other module imports these names. Which role ids exist is the definition file's business alone;
+the one role the code must find -- the audience that receives the external-systems feed -- is
+marked there with `receives_feed = true`.
+"""
 
 from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
+from service.limits import MAX_IDENTIFIER
+
 IDENTIFIER = re.compile(r"[a-z][a-z0-9_]*\Z")
-MAX_IDENTIFIER = 64
+
+VIEW, EDIT, ADVANCE, REOPEN = "view", "edit", "advance", "reopen"
+"""The actions the service implements: see, change, move forward, move back (with a reason)."""
+MOVES = (ADVANCE, REOPEN)
+"""The actions that move an assessment out of its phase."""
+BASE_ACTIONS = (VIEW, EDIT, ADVANCE)
+ACTION_LISTS = (BASE_ACTIONS, (*BASE_ACTIONS, REOPEN))
+"""The action lists a definition may declare, in this order: `reopen` is optional and last."""
 
 RoleKind = Literal["audience", "staff"]
+AUDIENCE: RoleKind = "audience"
+STAFF: RoleKind = "staff"
+ROLE_KINDS: tuple[RoleKind, ...] = (AUDIENCE, STAFF)
+"""Audiences (learners, parents, external systems) only ever see; staff roles act."""
 
 Cell = tuple[str, str, str, str]
 """(role, area, phase, action): one checkbox of a tenant's matrix."""
 Row = tuple[str, str, str, str, str]
 """(tenant, role, area, phase, action): one casbin policy row."""
+OrderKey = tuple[int, int, int, int, Cell]
+
+
+@dataclass(frozen=True)
+class CellChange:
+    """One cell whose value a change of policy flips: the store's write, the audit, the
+    admin's review, `import` and `diff` all speak of changes in these terms."""
+
+    cell: Cell
+    before: bool
+    after: bool
 
 
 class DefinitionError(ValueError):
@@ -33,6 +64,7 @@ class Role:
     label: str
     kind: RoleKind
     description: str = ""
+    receives_feed: bool = False
 
 
 @dataclass(frozen=True)
@@ -92,11 +124,20 @@ class Workflow:
 
     @property
     def audiences(self) -> tuple[Role, ...]:
-        return tuple(r for r in self.roles if r.kind == "audience")
+        return tuple(r for r in self.roles if r.kind == AUDIENCE)
 
     @property
     def staff(self) -> tuple[Role, ...]:
-        return tuple(r for r in self.roles if r.kind == "staff")
+        return tuple(r for r in self.roles if r.kind == STAFF)
+
+    @cached_property
+    def feed_role(self) -> str | None:
+        """The audience whose `view` decides what the external-systems feed reports (if any)."""
+        return next((r.id for r in self.roles if r.receives_feed), None)
+
+    def visible_to_feed(self, cells: frozenset[Cell], area: str, phase: str) -> bool:
+        """Whether the feed's audience may see an assessment of `area` in `phase`."""
+        return self.feed_role is not None and (self.feed_role, area, phase, VIEW) in cells
 
     def role(self, role_id: str) -> Role | None:
         return next((r for r in self.roles if r.id == role_id), None)
@@ -110,6 +151,37 @@ class Workflow:
             for role in self.roles
             for action in self.actions
         ]
+
+    @cached_property
+    def display_order(self) -> Callable[[Cell], OrderKey]:
+        """A sort key for cells: area, phase, role and action in the definition's order; an id
+        the definition does not know sorts after the known ones, then by the ids themselves."""
+        areas = {a.id: i for i, a in enumerate(self.areas)}
+        phases = {(a.id, p.id): i for a in self.areas for i, p in enumerate(a.phases)}
+        roles = {r.id: i for i, r in enumerate(self.roles)}
+        actions = {a: i for i, a in enumerate(self.actions)}
+        unknown = len(self.roles) + len(self.areas) + len(self.actions) + len(phases) + 1
+
+        def key(cell: Cell) -> OrderKey:
+            role, area, phase, action = cell
+            return (
+                areas.get(area, unknown),
+                phases.get((area, phase), unknown),
+                roles.get(role, unknown),
+                actions.get(action, unknown),
+                cell,
+            )
+
+        return key
+
+    def changes(
+        self, before: frozenset[Cell] | set[Cell], after: frozenset[Cell] | set[Cell]
+    ) -> tuple[CellChange, ...]:
+        """Every cell that differs between two sets of cells, in display order."""
+        return tuple(
+            CellChange(c, c in before, c in after)
+            for c in sorted(before ^ after, key=self.display_order)
+        )
 
 
 def load_workflow(path: Path) -> Workflow:
@@ -127,7 +199,10 @@ def load_workflow(path: Path) -> Workflow:
 def parse_workflow(data: Mapping[str, Any]) -> Workflow:
     """Build a Workflow from parsed TOML data, refusing anything the service cannot use."""
     roles = tuple(
-        Role(r["id"], r["label"], r["kind"], r.get("description", "")) for r in data["roles"]
+        Role(
+            r["id"], r["label"], r["kind"], r.get("description", ""), r.get("receives_feed", False)
+        )
+        for r in data["roles"]
     )
     areas = tuple(
         Area(
@@ -182,8 +257,14 @@ def definition_problems(workflow: Workflow) -> list[str]:
     problems += [
         f"role {r.id!r}: kind must be audience or staff"
         for r in workflow.roles
-        if r.kind not in ("audience", "staff")
+        if r.kind not in ROLE_KINDS
     ]
+    feed = [r for r in workflow.roles if r.receives_feed]
+    problems += [
+        f"role {r.id!r}: only an audience receives the feed" for r in feed if r.kind != AUDIENCE
+    ]
+    if len(feed) > 1:
+        problems.append("at most one role receives the feed")
     if not workflow.audiences or not workflow.staff:
         problems.append("the role catalogue needs at least one audience and one staff role")
     return problems

@@ -18,6 +18,7 @@ from sqlalchemy import create_engine, text
 
 from service import create_app, keys
 from service.cli import default_cells
+from service.config import load_config
 from service.db import Database
 from service.policies import PolicyEngine
 
@@ -31,7 +32,7 @@ def _seed(url: str) -> None:
     """Migrate a new store and load the default policy into tenant `default`."""
     db = Database(url, 1)
     db.upgrade()
-    engine = PolicyEngine.for_database(db)
+    engine = PolicyEngine.from_settings(db, load_config())
     with db.write() as conn:
         engine.create_tenant(conn, "default", default_cells(), actor="test")
     db.dispose()

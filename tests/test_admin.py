@@ -17,7 +17,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 
-from service import accounts, create_app
+from service import accounts, create_app, policy_changes
 from service.admin.audit import PAGE_SIZE
 from service.admin.lockout import MAX_FAILED_LOGINS
 from service.cli import default_cells
@@ -25,7 +25,7 @@ from service.config import ConfigError
 from service.db import Database
 from service.models import Admin, PolicyChange, utcnow
 from service.policies import PolicyEngine
-from service.policy_store import current_version, tenant_cells
+from service.policies.store import current_version, tenant_cells
 from tests.conftest import Api
 
 PASSWORD = "correct horse battery staple"
@@ -490,8 +490,8 @@ def test_the_audit_page_is_paginated(
 ) -> None:
     cells = default_cells()
     with db.write() as conn:  # every cell removed, then added back: two audit rows per cell
-        policy_engine.replace(conn, "default", [], actor="bulk")
-        policy_engine.replace(conn, "default", cells, actor="bulk")
+        policy_changes.save(conn, policy_engine, "default", [], actor="bulk")
+        policy_changes.save(conn, policy_engine, "default", cells, actor="bulk")
     assert PAGE_SIZE < 2 * len(cells) <= 2 * PAGE_SIZE
     first = sysadmin.get("/admin/audit?tenant=default&person=bulk").text
     assert first.count("<tr class=") == PAGE_SIZE

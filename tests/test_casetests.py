@@ -32,8 +32,8 @@ from service.casetests import (
     summary,
     text_report,
 )
-from service.checker import Row, parse_policy_text
-from service.workflows import load_workflow
+from service.checker.rows import parse_policy_text
+from service.workflows import Row, load_workflow
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = REPO / "model.conf"

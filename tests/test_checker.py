@@ -19,22 +19,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.checker import (
-    ACTIONS,
-    CODES,
-    MAX_BYTES,
-    PolicyLine,
-    Problem,
-    check_definition_text,
-    check_files,
-    check_model_text,
-    check_policy_text,
-    collect,
-    decode_source,
-    parse_policy_text,
-    read_source,
-    render,
-)
+from service.checker.codes import CODES
+from service.checker.definition import check_definition_text
+from service.checker.files import check_files, collect
+from service.checker.policy import check_policy_text
+from service.checker.problems import Problem, render
+from service.checker.rows import PolicyLine, parse_policy_text
+from service.checker.sources import MAX_BYTES, decode_source, read_source
+from service.policies.model import check_model_text
+from service.workflows import BASE_ACTIONS as ACTIONS
 from service.workflows import Workflow, load_workflow
 
 REPO = Path(__file__).resolve().parent.parent

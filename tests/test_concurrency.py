@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from flask import Flask
 
+from service import policy_changes
 from tests.conftest import Api
 
 RACERS = 20
@@ -98,7 +99,7 @@ def test_two_concurrent_policy_saves_exactly_one_wins(app: Flask) -> None:
 
     from service.errors import Conflict
     from service.models import PolicyChange
-    from service.policy_store import tenant_cells
+    from service.policies.store import tenant_cells
 
     engine = app.extensions["workflow_authz.policies"]
     db = app.extensions["workflow_authz.db"]
@@ -114,7 +115,9 @@ def test_two_concurrent_policy_saves_exactly_one_wins(app: Flask) -> None:
         start.wait()
         try:
             with db.write() as conn:
-                engine.replace(conn, "default", edits[actor], actor=actor, expected_version=1)
+                policy_changes.save(
+                    conn, engine, "default", edits[actor], actor=actor, expected_version=1
+                )
         except Conflict:
             return "stale"
         return "saved"

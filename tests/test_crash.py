@@ -12,20 +12,23 @@ import textwrap
 import pytest
 from sqlalchemy import func, select
 
+from service.config import load_config
 from service.db import Database
 from service.models import PolicyChange
 from service.policies import PolicyEngine
-from service.policy_store import current_version, tenant_cells
+from service.policies.store import current_version, tenant_cells
 
 SAVER = textwrap.dedent(
     """
     import sys
+    from service import policy_changes
+    from service.config import load_config
     from service.db import Database
     from service.policies import PolicyEngine
     db = Database(sys.argv[1])
-    engine = PolicyEngine.for_database(db)
+    engine = PolicyEngine.from_settings(db, load_config())
     with db.write() as conn:
-        engine.replace(conn, "default", set(), actor="doomed", area="behaviour")
+        policy_changes.save(conn, engine, "default", set(), actor="doomed", area="behaviour")
         print("written", flush=True)
         sys.stdin.readline()  # killed here, before the commit
     """
@@ -61,7 +64,7 @@ def test_a_process_killed_while_saving_leaves_the_store_consistent(
         assert tenant_cells(conn, "default") == before
         assert current_version(conn, "default") == 1
         assert conn.execute(select(func.count()).select_from(PolicyChange)).scalar_one() == 0
-    engine = PolicyEngine.for_database(db)
+    engine = PolicyEngine.from_settings(db, load_config())
     assert engine.decide(
         "default", "mentor", "behaviour", "group_registration", "edit", version=1
     ).allowed

@@ -10,12 +10,13 @@ import casbin
 import pytest
 from sqlalchemy import func, select
 
-from service.config import REPO_ROOT
+from service import policy_changes
+from service.config import REPO_ROOT, load_config
 from service.db import Database
 from service.errors import Conflict, InvalidRequest, NotFound
 from service.models import PolicyChange
 from service.policies import ModelError, PolicyEngine, load_model
-from service.policy_store import current_version, tenant_cells
+from service.policies.store import current_version, tenant_cells
 from tests.cells import CELL_IDS, MATRIX
 
 MODEL = REPO_ROOT / "model.conf"
@@ -23,7 +24,9 @@ MODEL = REPO_ROOT / "model.conf"
 
 @pytest.fixture
 def engine(sqlite_url: str) -> PolicyEngine:
-    return PolicyEngine.for_database(Database(sqlite_url), capacity=2)
+    return PolicyEngine.from_settings(
+        Database(sqlite_url), load_config() | {"POLICY_CACHE_TENANTS": 2}
+    )
 
 
 def _version(engine: PolicyEngine, tenant: str = "default") -> int:
@@ -134,8 +137,8 @@ def test_replace_bumps_version_audits_cells_and_changes_decisions(engine: Policy
     cells = _cells(engine) | {("parent", "behaviour", "organisation_approval", "view")}
     cells -= {("learner", "behaviour", "completed", "view")}
     with engine.db.write() as conn:
-        result = engine.replace(
-            conn, "default", cells, actor="ada", area="behaviour", expected_version=1
+        result = policy_changes.save(
+            conn, engine, "default", cells, actor="ada", area="behaviour", expected_version=1
         )
     assert result.version == 2 and len(result.changes) == 2
     assert engine.decide(
@@ -155,18 +158,22 @@ def test_replace_bumps_version_audits_cells_and_changes_decisions(engine: Policy
 def test_replace_from_a_stale_version_changes_nothing(engine: PolicyEngine) -> None:
     before = _cells(engine)
     with engine.db.write() as conn:
-        engine.replace(
-            conn, "default", before - {("parent", "behaviour", "completed", "view")}, actor="a"
+        policy_changes.save(
+            conn,
+            engine,
+            "default",
+            before - {("parent", "behaviour", "completed", "view")},
+            actor="a",
         )
     with pytest.raises(Conflict), engine.db.write() as conn:
-        engine.replace(conn, "default", set(), actor="b", expected_version=1)
+        policy_changes.save(conn, engine, "default", set(), actor="b", expected_version=1)
     assert _cells(engine) == before - {("parent", "behaviour", "completed", "view")}
     assert _version(engine) == 2
 
 
 def test_replace_without_changes_keeps_the_version(engine: PolicyEngine) -> None:
     with engine.db.write() as conn:
-        result = engine.replace(conn, "default", _cells(engine), actor="a")
+        result = policy_changes.save(conn, engine, "default", _cells(engine), actor="a")
     assert result.version == 1 and result.changes == ()
 
 
@@ -175,7 +182,7 @@ def test_replacing_one_area_leaves_the_other_area_and_other_tenants_alone(
 ) -> None:
     with engine.db.write() as conn:
         engine.create_tenant(conn, "north", _cells(engine), actor="t")
-        engine.replace(conn, "default", set(), actor="a", area="behaviour")
+        policy_changes.save(conn, engine, "default", set(), actor="a", area="behaviour")
     assert {c[1] for c in _cells(engine)} == {"assessment"}
     assert len(_cells(engine, "north")) == 33
 
@@ -183,17 +190,17 @@ def test_replacing_one_area_leaves_the_other_area_and_other_tenants_alone(
 def test_a_failure_mid_write_leaves_the_previous_policy(engine: PolicyEngine) -> None:
     before = _cells(engine)
     with pytest.raises(RuntimeError), engine.db.write() as conn:
-        engine.replace(conn, "default", set(), actor="a")
+        policy_changes.save(conn, engine, "default", set(), actor="a")
         raise RuntimeError("crash after the rows were replaced, before commit")
     assert _cells(engine) == before and _version(engine) == 1
 
 
 def test_cache_reloads_when_the_version_changes_elsewhere(sqlite_url: str) -> None:
-    reader = PolicyEngine.for_database(Database(sqlite_url))
-    writer = PolicyEngine.for_database(Database(sqlite_url))
+    reader = PolicyEngine.from_settings(Database(sqlite_url), load_config())
+    writer = PolicyEngine.from_settings(Database(sqlite_url), load_config())
     assert reader.decide("default", "parent", "behaviour", "completed", "view", version=1).allowed
     with writer.db.write() as conn:
-        writer.replace(conn, "default", set(), actor="w", area="behaviour")
+        policy_changes.save(conn, writer, "default", set(), actor="w", area="behaviour")
     assert not reader.decide(
         "default", "parent", "behaviour", "completed", "view", version=2
     ).allowed
@@ -214,7 +221,7 @@ def test_rows_cannot_be_empty_or_duplicated(engine: PolicyEngine) -> None:
     from sqlalchemy import insert
     from sqlalchemy.exc import IntegrityError
 
-    from service.policy_store import RULES
+    from service.policies.store import RULES
 
     row = dict(ptype="p", v0="default", v1="parent", v2="behaviour", v3="completed", v4="view")
     for bad in (row, row | {"v3": ""}):

@@ -22,13 +22,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from service.checker import Cell, parse_policy_text, policy_text
+from service.checker.canonical import policy_text
+from service.checker.rows import parse_policy_text
 from service.cli import main
 from service.db import Database
 from service.models import PolicyChange
+from service.policies.store import current_version, tenant_cells
 from service.policy_cli import check_command, diff_command, export_command, import_command
-from service.policy_store import current_version, tenant_cells
-from service.workflows import Workflow, load_workflow
+from service.workflows import Cell, Workflow, load_workflow
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "policy" / "policy.csv"

@@ -10,9 +10,10 @@ from typing import Any
 
 from flask import Flask
 
+from service import policy_changes
 from service.db import Database
 from service.policies import PolicyEngine
-from service.policy_store import tenant_cells
+from service.policies.store import tenant_cells
 from tests.conftest import Api
 
 REOPEN = {"role": "headteacher", "actor": "head", "reason": "marks entered for the wrong class"}
@@ -106,7 +107,7 @@ def test_a_policy_change_yields_one_event_per_affected_assessment(
         cells = set(tenant_cells(conn, "default")) | {
             ("external_system", "behaviour", "organisation_approval", "view")
         }
-        policy_engine.replace(conn, "default", cells, actor="ada")
+        policy_changes.save(conn, policy_engine, "default", cells, actor="ada")
     events = _feed(api, cursor)["events"]
     assert [(e["assessment"], e["visible"], e["cause"], e["policy_version"]) for e in events] == [
         ("p1", True, "policy", 2),
@@ -185,7 +186,7 @@ def test_history_feed_and_audit_are_append_only_in_the_database(
 
     _complete(api, "h1")
     with db.write() as conn:
-        policy_engine.replace(conn, "default", set(), actor="ada", area="behaviour")
+        policy_changes.save(conn, policy_engine, "default", set(), actor="ada", area="behaviour")
     for statement in (
         "UPDATE transitions SET actor = 'someone else'",
         "DELETE FROM transitions",

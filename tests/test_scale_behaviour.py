@@ -18,11 +18,11 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine, event
 
 from bench.store import Content, populate
-from service import create_app, keys
+from service import create_app, keys, policy_changes
 from service.config import load_config
 from service.db import Database
 from service.policies import PolicyEngine
-from service.policy_store import current_version, tenant_cells
+from service.policies.store import current_version, tenant_cells
 from service.workflows import load_workflow
 
 TENANTS = 10_000
@@ -195,11 +195,13 @@ def test_a_version_change_elsewhere_reloads_that_tenant_only(process: Process) -
     process.queries.take()
     tenant = process.store.content.tenant(7)
     cell = ("parent", *_area_phase(process, 7), "view")
-    other = PolicyEngine.for_database(Database(process.store.url, 1))  # another process's writer
+    other = PolicyEngine.from_settings(
+        Database(process.store.url, 1), load_config()
+    )  # another process's writer
     try:
         with other.db.write() as conn:
             cells = set(tenant_cells(conn, tenant)) ^ {cell}
-            result = other.replace(conn, tenant, cells, actor="test")
+            result = policy_changes.save(conn, other, tenant, cells, actor="test")
     finally:
         other.db.dispose()
     answer = process.ask(7)

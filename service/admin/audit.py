@@ -9,12 +9,13 @@ from flask import abort, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import Connection, Select, String, and_, cast, literal, null, select, union_all
 
-from service import matrix, store
+from service import matrix
 from service.admin.blueprint import bp
 from service.admin.context import workflow
 from service.admin.tenants import tenant_for
+from service.db import store
 from service.models import Assessment, PolicyChange, Transition
-from service.policy_store import current_version
+from service.policies.store import current_version
 from service.workflows import Area
 
 PAGE_SIZE = 50

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from flask import g
 
-from service import policy_engine
+from service.policies import policy_engine
 from service.workflows import Workflow
 
 

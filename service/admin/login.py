@@ -9,10 +9,10 @@ from flask import flash, g, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
-from service import store
 from service.admin.blueprint import bp, csrf, when
 from service.admin.context import SignedIn
 from service.admin.lockout import check_login
+from service.db import store
 from service.models import Admin, utcnow
 
 PUBLIC_ENDPOINTS = {"admin.login", "admin.static"}

@@ -9,10 +9,10 @@ from datetime import datetime
 from flask import abort
 from sqlalchemy import Connection, func, select
 
-from service import store
 from service.admin.context import workflow
+from service.db import store
 from service.models import Assessment, PolicyVersion
-from service.policy_store import tenant_cells
+from service.policies.store import tenant_cells
 from service.workflows import Area, Cell
 
 

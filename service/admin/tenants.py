@@ -5,10 +5,10 @@ from __future__ import annotations
 from flask import abort, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
-from service import store
 from service.admin.blueprint import bp
 from service.admin.context import admin, workflow
-from service.policy_store import tenants
+from service.db import store
+from service.policies.store import tenants
 
 
 @bp.get("/")

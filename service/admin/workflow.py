@@ -7,12 +7,14 @@ from typing import Any
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
-from service import matrix, policy_engine, store
+from service import matrix, policy_changes
 from service.admin.blueprint import bp
 from service.admin.context import admin, workflow
 from service.admin.stored import Stored, area_or_404, load, phase_counts
 from service.admin.tenants import tenant_for
+from service.db import store
 from service.errors import Conflict
+from service.policies import policy_engine
 from service.workflows import Area
 
 
@@ -108,8 +110,9 @@ def _save(
     version that moved since the form was loaded refuses the whole save."""
     try:
         with store().write() as conn:
-            result = policy_engine().replace(
+            result = policy_changes.save(
                 conn,
+                policy_engine(),
                 tenant,
                 matrix.to_cells(draft),
                 actor=admin().username,

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Literal
 
 from service.checker.definition import check_definition_text
-from service.checker.model import check_model_text
 from service.checker.policy import check_policy_text
 from service.checker.problems import Problem
 from service.checker.rows import TENANT, PolicyLine
 from service.checker.sources import read_source
+from service.policies.model import check_model_text
 from service.workflows import Row, Workflow
 
 Kind = Literal["model", "definition", "policy", "cases"]

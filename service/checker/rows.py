@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from service.checker.model import FIELDS
-from service.checker.problems import Problem, not_identifier
-from service.checker.sources import is_blank_or_comment, numbered_lines
+from service.checker.problems import Problem, not_identifier, render
+from service.checker.sources import is_blank_or_comment, numbered_lines, read_source
+from service.errors import ServiceError
+from service.policies.model import FIELDS
 from service.workflows import Row, is_identifier
 
 TENANT, ROLE, AREA, PHASE, ACTION = range(5)
@@ -33,6 +35,24 @@ class PolicyLine:
         if self.columns:
             return self.columns[index]
         return 4 + sum(len(value) + 2 for value in self.row[:index])
+
+
+class PolicyFileError(ServiceError):
+    """A policy CSV the service was asked to load cannot be read as rows."""
+
+    code = "bad_policy_file"
+
+
+def read_policy_file(path: Path) -> list[Row]:
+    """The rows of a casbin policy CSV, read as the checker reads it; PolicyFileError, naming
+    every problem, when it cannot be read or a row is malformed. The one reader of policy CSVs."""
+    text, problems = read_source(path)
+    if text is None:
+        raise PolicyFileError(render(problems))
+    rows, problems = parse_policy_text(text, str(path))
+    if problems:
+        raise PolicyFileError(render(problems))
+    return [r.row for r in rows]
 
 
 def row_text(row: Row) -> str:

@@ -21,6 +21,7 @@ ROLE_KEYS: KeySpec = {
     "label": (True, str),
     "kind": (True, str),
     "description": (False, str),
+    "receives_feed": (False, bool),
 }
 AREA_KEYS: KeySpec = {"id": (True, str), "label": (True, str), "phases": (False, list)}
 PHASE_KEYS: KeySpec = {
@@ -93,7 +94,7 @@ def _table_problems(
             message = f"{name}: unknown key `{key}` (known keys: {', '.join(keys)})"
             problems.append(Problem.at(path, at.at(where, key), "WA212", message))
         elif not isinstance(value, keys[key][1]):
-            kind = "a string" if keys[key][1] is str else "an array"
+            kind = {str: "a string", list: "an array", bool: "true or false"}[keys[key][1]]
             message = f"{name}: `{key}` must be {kind}"
             problems.append(Problem.at(path, at.at(where, key), "WA202", message))
     return problems

@@ -1,7 +1,11 @@
-"""Checks of model.conf: it must parse and be exactly the service's exact-equality model.
+"""model.conf: the one set of rules it must follow, and loading it for the service.
 
-casbin parses the file, as the service will; positions come from scanning its lines with casbin's
-grammar (sections, `key = value`, # and ; comments, \\ continuations), which casbin keeps none of.
+The service decides with casbin's exact-equality model only: request and policy are both
+tenant, role, area, phase, action; the matcher is r.X == p.X for each field joined by &&; the
+effect is some-allow. `check_model_text` says, with positions, where a text breaks those rules
+(the checker reports its findings); `load_model` refuses to start on any of them. casbin parses
+the text; positions come from scanning its lines with casbin's grammar (sections, `key = value`,
+# and ; comments, \\ continuations), which casbin keeps none of.
 """
 
 from __future__ import annotations
@@ -9,12 +13,14 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from casbin.model import Model
 
-from service.checker.problems import Problem
-from service.checker.sources import numbered_lines
+from service.checker.problems import Problem, render
+from service.checker.sources import numbered_lines, read_source
+from service.errors import ServiceError
 
 FIELDS = ("tenant", "role", "area", "phase", "action")
 EFFECT = "some(where (p.eft == allow))"
@@ -25,6 +31,24 @@ MODEL_KEYS = {
     "matchers": "m",
 }
 TERM = re.compile(r"r_(\w+) *== *p_(\w+)")
+
+
+class ModelError(ServiceError, ValueError):
+    """model.conf is not the exact-equality model this service can decide with."""
+
+    code = "bad_model"
+
+
+def load_model(path: Path) -> Model:
+    """Parse model.conf with casbin, refusing a text that breaks the rules (naming every one)."""
+    text, problems = read_source(path)
+    if text is not None:
+        problems = check_model_text(text, str(path))
+    if problems or text is None:
+        raise ModelError(render(problems))
+    model = Model()
+    model.load_model_from_text(text)
+    return model
 
 
 @dataclass(frozen=True)

@@ -7,28 +7,18 @@ caller's one transaction; nothing here commits.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
 
 from casbin_sqlalchemy_adapter import CasbinRule
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from service.errors import Conflict, NotFound
-from service.models import PolicyChange, PolicyVersion, utcnow
+from service.models import PolicyVersion, utcnow
 from service.workflows import Cell
 
 RULES = CasbinRule.__table__
 # Built once: the area/phase form of every decision reads the version.
 _VERSION = select(PolicyVersion.version).where(PolicyVersion.tenant == bindparam("tenant"))
-
-
-@dataclass(frozen=True)
-class CellChange:
-    """One matrix cell whose value a write changes."""
-
-    cell: Cell
-    before: bool
-    after: bool
 
 
 def current_version(conn: Connection, tenant: str) -> int | None:
@@ -63,7 +53,31 @@ def tenant_cells(conn: Connection, tenant: str, area: str | None = None) -> list
     return sorted((r.v1, r.v2, r.v3, r.v4) for r in conn.execute(query))
 
 
+def versions(conn: Connection, tenants: Iterable[str]) -> dict[str, int]:
+    """The policy version of each existing tenant among `tenants`, in one query."""
+    wanted = set(tenants)
+    if not wanted:
+        return {}
+    rows = conn.execute(
+        select(PolicyVersion.tenant, PolicyVersion.version).where(PolicyVersion.tenant.in_(wanted))
+    )
+    return {r.tenant: r.version for r in rows}
+
+
+def take_event_numbers(conn: Connection, tenant: str, count: int) -> int:
+    """Reserve `count` feed numbers after the tenant's last one (locking its row until commit)
+    and return the last reserved: events.py numbers its events from it."""
+    last: int = conn.execute(
+        update(PolicyVersion)
+        .where(PolicyVersion.tenant == tenant)
+        .values(event_seq=PolicyVersion.event_seq + count)
+        .returning(PolicyVersion.event_seq)
+    ).scalar_one()
+    return last
+
+
 def tenants(conn: Connection) -> list[str]:
+    """Every tenant's id, in order."""
     return list(conn.execute(select(PolicyVersion.tenant).order_by(PolicyVersion.tenant)).scalars())
 
 
@@ -109,27 +123,3 @@ def delete_cells(conn: Connection, tenant: str, cells: set[Cell]) -> None:
                 RULES.c.v4 == action,
             )
         )
-
-
-def audit(
-    conn: Connection, tenant: str, version: int, actor: str, changes: Sequence[CellChange]
-) -> None:
-    at = utcnow()
-    conn.execute(
-        insert(PolicyChange),
-        [
-            dict(
-                tenant=tenant,
-                version=version,
-                actor=actor,
-                at=at,
-                role=c.cell[0],
-                area=c.cell[1],
-                phase=c.cell[2],
-                action=c.cell[3],
-                before=c.before,
-                after=c.after,
-            )
-            for c in changes
-        ],
-    )

@@ -1,0 +1,450 @@
+"""The JSON API's shapes: every request and response body, declared once as typed classes.
+
+Both what the service accepts and what /openapi.json says come from these declarations: a view
+names its body and query classes in `@operation` (which openapi.py reads), and `body()` and
+`query()` validate the request against exactly those classes. pydantic validates (chosen by
+measurement: the README's benchmark section), strictly: no type coercion, unknown fields refused.
+Its first error becomes the service's InvalidRequest, with `field` naming the culprit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Literal, TypeVar
+
+from flask import Response, current_app, request
+from pydantic import BaseModel, ConfigDict, Field, SkipValidation, ValidationError
+from pydantic.functional_validators import AfterValidator
+from pydantic_core import ErrorDetails, PydanticCustomError
+
+from service.assessments import ASSESSMENT_ID
+from service.errors import InvalidRequest
+from service.limits import (
+    MAX_ASSESSMENT_ID,
+    MAX_BATCH,
+    MAX_IDENTIFIER,
+    MAX_PAGE,
+    MAX_REASON,
+    MAX_TEXT,
+)
+from service.workflows import IDENTIFIER
+
+M = TypeVar("M", bound=BaseModel)
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_TENANT = "default"
+NOT_AN_OBJECT = "the body must be a JSON object (Content-Type: application/json)"
+
+
+def _printable(value: str) -> str:
+    """Free text that people read later: printable, and not only blanks."""
+    if not value.strip() or not value.isprintable():
+        raise PydanticCustomError("printable", "must be printable and not blank")
+    return value
+
+
+Ident = Annotated[
+    str,
+    Field(
+        pattern=IDENTIFIER.pattern.removesuffix("\\Z").join("^$"),
+        max_length=MAX_IDENTIFIER,
+        description=f"an identifier: [a-z][a-z0-9_]*, at most {MAX_IDENTIFIER} characters",
+    ),
+]
+AssessmentId = Annotated[
+    str,
+    Field(
+        pattern=ASSESSMENT_ID.pattern.removesuffix("\\Z").join("^$"),
+        max_length=MAX_ASSESSMENT_ID,
+        description=f"an assessment id: 1-{MAX_ASSESSMENT_ID} characters of A-Z a-z 0-9 . _ : - "
+        "starting with a letter or digit",
+    ),
+]
+Text = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_TEXT,
+        description=f"a printable string of 1-{MAX_TEXT} characters",
+    ),
+    AfterValidator(_printable),
+]
+Reason = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_REASON,
+        description=f"why: a printable string of 1-{MAX_REASON} characters",
+    ),
+    AfterValidator(_printable),
+]
+ItemId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_ASSESSMENT_ID,
+        description=f"an id string of 1-{MAX_ASSESSMENT_ID} characters",
+    ),
+]
+
+
+class Body(BaseModel):
+    """A request body or query: strict types, unknown fields refused."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+# -- requests --------------------------------------------------------------------------------
+
+
+class Place(Body):
+    """Where a question is about: an assessment (its current phase), or an area and phase."""
+
+    tenant: Ident = DEFAULT_TENANT
+    role: Ident
+    assessment: AssessmentId | None = None
+    area: Ident | None = None
+    phase: Ident | None = None
+
+    def checked(self) -> Place:
+        """Itself, if it names either an assessment, or an area and a phase."""
+        if self.assessment is not None:
+            for name in ("area", "phase"):
+                if getattr(self, name) is not None:
+                    raise InvalidRequest(
+                        "give either assessment, or area and phase; not both", field=name
+                    )
+            return self
+        if self.area is None and self.phase is None:
+            raise InvalidRequest("give assessment, or area and phase", field="assessment")
+        for name in ("area", "phase"):
+            if getattr(self, name) is None:
+                raise InvalidRequest(f"missing field {name!r}", field=name)
+        return self
+
+
+class QuestionBody(Place):
+    """POST /authorize: may `role` take `action` on the assessment, or at the phase?"""
+
+    action: Ident
+
+
+class BatchItem(QuestionBody):
+    """One question of a batch, with the caller's id for it."""
+
+    id: ItemId
+
+
+class BatchBody(Body):
+    """POST /authorize/batch. Items are validated one by one: a bad item gets its own error."""
+
+    requests: Annotated[list[SkipValidation[BatchItem]], Field(max_length=MAX_BATCH)]
+
+
+class CreateBody(Body):
+    """POST /assessments: register an assessment at its area's first phase."""
+
+    tenant: Ident = DEFAULT_TENANT
+    id: AssessmentId
+    area: Ident
+
+
+class MoveBody(Body):
+    """POST /assessments/<id>/advance: who moves it, on whose behalf, and from which phase."""
+
+    tenant: Ident = DEFAULT_TENANT
+    role: Ident
+    actor: Text
+    expected_phase: Ident | None = None
+
+
+class ReopenBody(MoveBody):
+    """POST /assessments/<id>/reopen: a move back one phase, which needs a reason."""
+
+    reason: Reason
+
+
+class BulkAdvanceBody(MoveBody):
+    """POST /assessments/advance. Ids are checked one by one: a bad id gets its own error."""
+
+    ids: Annotated[list[SkipValidation[AssessmentId]], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class TenantQuery(Body):
+    """The query of GET /assessments/<id>."""
+
+    tenant: Ident = DEFAULT_TENANT
+
+
+class FeedQuery(TenantQuery):
+    """The query of GET /events."""
+
+    after: Annotated[str, Field(max_length=MAX_TEXT)] | None = Field(
+        default=None, description="The cursor of the previous page; omit to start."
+    )
+    limit: Annotated[int, Field(ge=1, le=MAX_PAGE, strict=False)] = 100
+
+
+# -- responses -------------------------------------------------------------------------------
+
+
+class Answer(BaseModel):
+    """Every response body: built from trusted values, never validated again."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+class ErrorObject(Answer):
+    """What went wrong: a code, a sentence, and the field at fault when there is one."""
+
+    code: str
+    message: str
+    field: str | None = Field(default=None, exclude_if=lambda value: value is None)
+
+
+class ErrorBody(Answer):
+    """Every error answer: {"error": {...}}."""
+
+    error: ErrorObject
+
+
+class Decision(Answer):
+    """The answer to a question; a deny is an answer (allowed false), not an error."""
+
+    decision_id: str = Field(description="Also in the X-Decision-Id header and the decision log.")
+    allowed: bool
+    tenant: str
+    role: str
+    action: str
+    area: str
+    phase: str
+    assessment: str | None
+    policy_version: int
+    rule: list[str] | None = Field(
+        description="The row that allowed it: tenant, role, area, phase, action."
+    )
+    reason: str
+
+
+class BatchDecision(Decision):
+    """A batch item's answer, under the item's id."""
+
+    id: str
+
+
+class BatchError(Answer):
+    """A batch item that could not be answered, and why."""
+
+    id: str
+    error: ErrorObject
+
+
+class BatchResults(Answer):
+    """One result per item, in request order."""
+
+    results: list[BatchDecision | BatchError]
+
+
+class State(Answer):
+    """Which phase an assessment is in; `version` counts its transitions plus one."""
+
+    tenant: str
+    id: str
+    area: str
+    phase: str
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class HistoryEntry(Answer):
+    """One transition of an assessment."""
+
+    from_phase: str
+    to_phase: str
+    role: str
+    actor: str
+    at: datetime
+    action: str
+    reason: str | None
+    policy_version: int
+
+
+class StateWithHistory(State):
+    """The state and every transition, oldest first."""
+
+    history: list[HistoryEntry]
+
+
+class BulkError(Answer):
+    """An id of a bulk advance that did not advance, and the error a single advance gives."""
+
+    id: str | None
+    error: ErrorObject
+
+
+class BulkResults(Answer):
+    """Per id, in order: the new state, or the error."""
+
+    results: list[State | BulkError]
+
+
+class Permissions(Answer):
+    """Every action the role may take there, in the definition's order: the buttons to show."""
+
+    tenant: str
+    role: str
+    area: str
+    phase: str
+    assessment: str | None
+    actions: list[str]
+    policy_version: int
+
+
+class Event(Answer):
+    """An assessment became visible, or stopped being visible, to external systems."""
+
+    assessment: str
+    area: str
+    phase: str
+    visible: bool
+    cause: Literal["created", "transition", "policy"]
+    policy_version: int
+    at: datetime
+
+
+class EventsPage(Answer):
+    """A page of the feed, oldest first, and the cursor to ask with next."""
+
+    events: list[Event]
+    cursor: str
+
+
+class Health(Answer):
+    """The service answers and its store is reachable at the newest schema."""
+
+    status: str
+    store: str
+
+
+class OpenApiDocument(Answer):
+    """OpenAPI 3.1, derived from these declarations."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    openapi: str
+    info: dict[str, Any]
+    paths: dict[str, Any]
+    components: dict[str, Any]
+
+
+# -- declaring and reading an operation ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Operation:
+    """What an endpoint accepts and answers: openapi.py describes it, body()/query() enforce it."""
+
+    answers: Mapping[int, type[Answer]]
+    errors: tuple[int, ...] = ()
+    body: type[Body] | None = None
+    query: type[Body] | None = None
+    public: bool = False  # no API key needed
+    text: str | None = None  # a text/plain answer instead of JSON: what it is
+
+
+def operation(
+    answers: Mapping[int, type[Answer]],
+    errors: tuple[int, ...] = (),
+    *,
+    body: type[Body] | None = None,
+    query: type[Body] | None = None,
+    public: bool = False,
+    text: str | None = None,
+) -> Callable[[F], F]:
+    """Declare a view's shapes on it (the view's docstring is its summary)."""
+
+    def declare(view: F) -> F:
+        view.operation = Operation(answers, errors, body, query, public, text)  # type: ignore[attr-defined]
+        return view
+
+    return declare
+
+
+def declared(view: Callable[..., Any]) -> Operation | None:
+    """The operation declared on a view, if any."""
+    found: Operation | None = getattr(view, "operation", None)
+    return found
+
+
+def _current() -> Operation:
+    """The operation of the view serving this request."""
+    found = declared(current_app.view_functions[request.endpoint or ""])
+    if found is None:
+        raise LookupError(f"{request.endpoint} declares no operation")
+    return found
+
+
+def body() -> Any:
+    """The request's body, validated as its view declared."""
+    model = _current().body
+    assert model is not None, f"{request.endpoint} declares no body"
+    return parse_json(model, request.get_data(cache=False))
+
+
+def query() -> Any:
+    """The request's query string, validated as its view declared."""
+    model = _current().query
+    assert model is not None, f"{request.endpoint} declares no query"
+    return validate(model, dict(request.args.items()))
+
+
+def parse_json(model: type[M], data: bytes) -> M:
+    """A body of bytes as `model`; InvalidRequest naming the first field at fault."""
+    try:
+        return model.model_validate_json(data or b"null")
+    except ValidationError as error:
+        raise invalid(model, error) from None
+
+
+def validate(model: type[M], data: Any) -> M:
+    """Already-parsed data (a query string, a batch item) as `model`; InvalidRequest otherwise."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise invalid(model, error) from None
+
+
+def invalid(model: type[BaseModel], error: ValidationError) -> InvalidRequest:
+    """The service's error for pydantic's first finding (an unknown field first of all)."""
+    details = error.errors(include_url=False, include_input=False)
+    first = next((d for d in details if d["type"] == "extra_forbidden"), details[0])
+    if not first["loc"]:
+        return InvalidRequest(NOT_AN_OBJECT)
+    name = str(first["loc"][0])
+    return InvalidRequest(_message(model, name, first), field=name)
+
+
+def _message(model: type[BaseModel], name: str, detail: ErrorDetails) -> str:
+    """A sentence for one finding, in the words of the field's own description."""
+    kind = detail["type"]
+    if kind == "missing":
+        return f"missing field {name!r}"
+    if kind == "extra_forbidden":
+        return f"unknown field {name!r}"
+    info = model.model_fields.get(name)
+    if info is not None and info.description and len(detail["loc"]) == 1:
+        return f"{name} must be {info.description}"
+    return f"{name}: {detail['msg']}"
+
+
+def respond(answer: Answer, status: int = 200) -> Response:
+    """A JSON response of an answer, serialised by its declaration."""
+    return Response(answer.model_dump_json(), status=status, mimetype="application/json")
+
+
+def error_body(code: str, message: str, field: str | None = None) -> ErrorObject:
+    """The error object of the spec."""
+    return ErrorObject(code=code, message=message, field=field)
