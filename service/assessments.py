@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select
+from sqlalchemy import Connection, bindparam, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from service.errors import Conflict, InvalidRequest, NotFound
@@ -156,3 +156,13 @@ def _find(conn: Connection, tenant: str, assessment_id: str) -> State | None:
     return State(
         row.tenant, row.id, row.area, row.phase, row.version, row.created_at, row.updated_at
     )
+
+
+def phase_counts(conn: Connection, tenant: str, area: str) -> dict[str, int]:
+    """How many of the tenant's assessments of the area are in each phase right now."""
+    rows = conn.execute(
+        select(Assessment.phase, func.count())
+        .where(Assessment.tenant == tenant, Assessment.area == area)
+        .group_by(Assessment.phase)
+    )
+    return {phase: count for phase, count in rows}

@@ -5,8 +5,10 @@ token; every answer forbids framing, scripts and caching. Views are thin: the ma
 service/matrix.py and every policy write goes through PolicyEngine.replace in one transaction.
 
 One module per concept: `blueprint` (the blueprint and what every page shares), `context` (the
-request's store, engine and admin), `sessions` (cookie, signing key, headers), `lockout` (password
-checks), `login`, `errors`, `tenants`, `workflow` with `stored`, and `audit`.
+request's store, engine and admin), `sessions` (cookie, signing key, headers), `login`, `errors`,
+`tenants`, `workflow` with `stored`, and `audit`. Tables are reached only through the domain
+modules that own them: service.accounts (admins and their lockout), service.policy_store,
+service.assessments and service.audit.
 """
 
 from __future__ import annotations
