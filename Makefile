@@ -16,7 +16,7 @@ $(BIN)/workflow-authz: pyproject.toml
 
 ## Serve on the embedded SQLite store (./var), creating schema, default policy and a first key.
 run: $(BIN)/workflow-authz
-	$(BIN)/workflow-authz init --quickstart
+	$(BIN)/workflow-authz init --quickstart --host $(HOST) --port $(PORT)
 	$(BIN)/workflow-authz serve --host $(HOST) --port $(PORT)
 
 ## Lint, type-check, check the shipped policy, then the whole test suite

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, tuple_
+from sqlalchemy import Connection, bindparam, func, insert, select, tuple_
 from sqlalchemy.exc import IntegrityError
 
 from service.errors import Conflict, InvalidRequest, NotFound
@@ -166,3 +166,13 @@ def _state(row: Any) -> State:
     return State(
         row.tenant, row.id, row.area, row.phase, row.version, row.created_at, row.updated_at
     )
+
+
+def phase_counts(conn: Connection, tenant: str, area: str) -> dict[str, int]:
+    """How many of the tenant's assessments of the area are in each phase right now."""
+    rows = conn.execute(
+        select(Assessment.phase, func.count())
+        .where(Assessment.tenant == tenant, Assessment.area == area)
+        .group_by(Assessment.phase)
+    )
+    return {phase: count for phase, count in rows}

@@ -1,13 +1,131 @@
-"""The audit trail: who changed which policy cell, when, and from what to what."""
+"""The audit trail: who changed which policy cell or moved which assessment, when.
+
+Policy changes are written here, one row per changed cell in the write's own transaction
+(policy_changes.save); transitions are written by each move (transitions.py). `history` merges
+both into one trail, newest first.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import (
+    Connection,
+    Select,
+    String,
+    and_,
+    cast,
+    insert,
+    literal,
+    null,
+    select,
+    union_all,
+)
 
-from service.models import PolicyChange, utcnow
+from service.models import Assessment, PolicyChange, Transition, utcnow
 from service.workflows import CellChange
+
+Kind = Literal["policy", "transition"]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One line of the trail: a changed policy cell (`after` its new value) or an assessment
+    moved from `phase` to `to_phase` (with `assessment_id` and, for a reopen, the `reason`)."""
+
+    kind: Kind
+    id: int
+    at: datetime
+    actor: str
+    area: str
+    phase: str
+    to_phase: str | None
+    role: str
+    action: str
+    after: bool
+    version: int
+    assessment_id: str | None
+    reason: str | None
+
+
+def history(
+    conn: Connection,
+    tenant: str,
+    *,
+    area: str | None = None,
+    person: str | None = None,
+    limit: int,
+    offset: int = 0,
+) -> list[Entry]:
+    """The tenant's trail newest first, of one area and one actor when given, one slice of it."""
+    merged = union_all(
+        _policy_changes(tenant, area, person), _transitions(tenant, area, person)
+    ).subquery()
+    query = (
+        select(merged)
+        .order_by(merged.c.at.desc(), merged.c.kind, merged.c.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return [Entry(**row._asdict()) for row in conn.execute(query)]
+
+
+def _policy_changes(tenant: str, area: str | None, person: str | None) -> Select[*tuple[Any, ...]]:
+    """Changed cells, in the columns both logs share."""
+    query = select(
+        literal("policy").label("kind"),
+        PolicyChange.id,
+        PolicyChange.at,
+        PolicyChange.actor,
+        PolicyChange.area,
+        PolicyChange.phase,
+        cast(null(), String).label("to_phase"),
+        PolicyChange.role,
+        PolicyChange.action,
+        PolicyChange.after,
+        PolicyChange.version,
+        cast(null(), String).label("assessment_id"),
+        cast(null(), String).label("reason"),
+    ).where(PolicyChange.tenant == tenant)
+    if area:
+        query = query.where(PolicyChange.area == area)
+    if person:
+        query = query.where(PolicyChange.actor == person)
+    return query
+
+
+def _transitions(tenant: str, area: str | None, person: str | None) -> Select[*tuple[Any, ...]]:
+    """Phase changes of assessments (their area read from the assessment), same columns."""
+    query = (
+        select(
+            literal("transition").label("kind"),
+            Transition.id,
+            Transition.at,
+            Transition.actor,
+            Assessment.area,
+            Transition.from_phase.label("phase"),
+            Transition.to_phase,
+            Transition.role,
+            Transition.action,
+            literal(True).label("after"),
+            Transition.policy_version.label("version"),
+            Transition.assessment_id,
+            Transition.reason,
+        )
+        .join(
+            Assessment,
+            and_(Assessment.tenant == Transition.tenant, Assessment.id == Transition.assessment_id),
+        )
+        .where(Transition.tenant == tenant)
+    )
+    if area:
+        query = query.where(Assessment.area == area)
+    if person:
+        query = query.where(Transition.actor == person)
+    return query
 
 
 def record_policy_changes(

@@ -5,21 +5,17 @@ from __future__ import annotations
 import os
 import secrets
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import click
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from service import accounts, keys
+from service.admin import secret_key
 from service.checker.rows import read_policy_file
-from service.config import PREFIX, SETTINGS, load_config
-from service.db import Database
-from service.errors import ServiceError
-from service.models import Admin, ApiKey
-from service.policies import PolicyEngine
-from service.policies.store import tenants
+from service.cli_errors import CommandError, loading, settings, store_engine
+from service.config import PREFIX, SETTINGS
+from service.policies.store import current_version, tenants
 from service.policy_cli import (
     check_command,
     diff_command,
@@ -30,6 +26,8 @@ from service.policy_cli import (
 from service.workflows import Cell
 
 ALL_TENANTS = "*"
+HOST = click.option("--host", default="127.0.0.1", show_default=True)
+PORT = click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -38,30 +36,15 @@ def main() -> None:
 
     Configuration comes from WORKFLOW_AUTHZ_* environment variables (see `workflow-authz config`).
     """
-    with _errors():
-        load_config()
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """Print a service error as `Error: ...` and exit with its code (1, or 2 for bad input)."""
-    try:
-        yield
-    except ServiceError as error:
-        where = f" ({error.field})" if error.field else ""
-        click.echo(f"Error: {error.message}{where}", err=True)
-        sys.exit(error.exit_code)
-
-
-def _engine() -> PolicyEngine:
-    settings = load_config()
-    return PolicyEngine.from_settings(Database(settings["DATABASE_URL"], 1), settings)
+    settings()
 
 
 def default_cells() -> list[Cell]:
     """The shipped default policy's cells (rows of tenant `default` in policy/policy.csv)."""
-    settings = load_config()
-    rows = read_policy_file(Path(settings["POLICY_DIR"]) / "policy.csv")
+    config = settings()
+    policy = Path(config["POLICY_DIR"]) / "policy.csv"
+    with loading("default policy", policy):
+        rows = read_policy_file(policy)
     return [row[1:] for row in rows if row[0] == "default"]
 
 
@@ -69,10 +52,14 @@ def default_cells() -> list[Cell]:
 @click.option(
     "--quickstart", is_flag=True, help="Also create and print a first API key if none exists."
 )
-def init(quickstart: bool) -> None:
-    """Create or upgrade the schema; load the default policy into an empty store."""
-    engine = _engine()
-    with _errors():
+@HOST
+@PORT
+def init(quickstart: bool, host: str, port: int) -> None:
+    """Create or upgrade the schema; load the default policy into an empty store.
+
+    With --quickstart, --host and --port say where `serve` will listen, for the address printed.
+    """
+    with store_engine() as engine:
         engine.db.upgrade()
         with engine.db.write() as conn:
             if not tenants(conn):
@@ -80,12 +67,13 @@ def init(quickstart: bool) -> None:
                 click.echo("Loaded the default policy into tenant 'default' (version 1).")
             if quickstart:
                 _quickstart_key(conn)
-                _quickstart_admin(conn)
-    click.echo(f"Store ready: {engine.db.url.render_as_string(hide_password=True)}")
+                _quickstart_admin(conn, _admin_url(host, port))
+        click.echo(f"Store ready: {engine.db.url.render_as_string(hide_password=True)}")
 
 
 def _quickstart_key(conn: Connection) -> None:
-    if conn.execute(select(ApiKey.id)).first() is not None:
+    """A first key for tenant `default`, unless there is a key already."""
+    if keys.has_any(conn):
         click.echo("API keys exist already; make another with `workflow-authz keys create`.")
         return
     token = keys.create(conn, "quickstart", "default")
@@ -93,18 +81,26 @@ def _quickstart_key(conn: Connection) -> None:
     click.echo(f"    export KEY={token}\n")
 
 
-def _quickstart_admin(conn: Connection) -> None:
-    if conn.execute(select(Admin.id)).first() is not None:
+def _quickstart_admin(conn: Connection, url: str) -> None:
+    """A first all-tenant admin with a random password, unless there is an admin already."""
+    if accounts.has_any(conn):
+        click.echo(f"Admins exist already; the web form is at {url}")
         return
     password = secrets.token_urlsafe(12)
     accounts.create_admin(conn, "admin", None, password)
-    click.echo("An admin for the web form (/admin/login), for every tenant (shown once):\n")
+    click.echo(f"An admin for the web form at {url}, for every tenant (shown once):\n")
     click.echo(f"    username: admin    password: {password}\n")
 
 
+def _admin_url(host: str, port: int) -> str:
+    """The admin login page's address on `serve --host HOST --port PORT` (IPv6 in brackets)."""
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/admin/login"
+
+
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@HOST
+@PORT
 @click.option(
     "--workers",
     default=(os.cpu_count() or 1) * 2 + 1,
@@ -112,13 +108,17 @@ def _quickstart_admin(conn: Connection) -> None:
     type=click.IntRange(1, 64),
 )
 def serve(host: str, port: int, workers: int) -> None:
-    """Serve the API with gunicorn (sync workers, one store connection pool each)."""
+    """Serve the API with gunicorn (sync workers, one store connection pool each).
+
+    What would fail in every worker is refused first, in one line: no session signing key for a
+    shared store (exit 2), a broken model or definition, a store without the current schema.
+    """
     from service.server import run
 
-    settings = load_config()
-    with _errors():
-        if not Database(settings["DATABASE_URL"], 1).is_current():
-            raise click.ClickException("the schema is not current: run `workflow-authz init` first")
+    with store_engine() as engine:
+        secret_key(settings())
+        if not engine.db.is_current():
+            raise CommandError("the schema is not current: run `workflow-authz init` first")
     run(host, port, workers)
 
 
@@ -129,25 +129,18 @@ def keys_group() -> None:
 
 @keys_group.command(name="create")
 @click.option("--tenant", required=True, help="The tenant the key may act for, or '*' for all.")
-@click.option("--name", required=True, help="Who or what uses the key.")
+@click.option("--name", required=True, help="Who or what uses the key (unique among active keys).")
 def keys_create(tenant: str, name: str) -> None:
     """Create a key and print it once; only its hash is stored."""
-    engine = _engine()
-    with _errors(), engine.db.write() as conn:
-        scope = None if tenant == ALL_TENANTS else tenant
-        if scope is not None and scope not in tenants(conn):
-            raise click.ClickException(
-                f"unknown tenant {scope!r}: create it with `workflow-authz tenants create {scope}`"
-            )
-        click.echo(keys.create(conn, name, scope))
+    with store_engine() as engine, engine.db.write() as conn:
+        click.echo(keys.create_unique(conn, name, _existing_tenant(conn, tenant)))
 
 
 @keys_group.command(name="revoke")
 @click.argument("prefix")
 def keys_revoke(prefix: str) -> None:
     """Revoke the key with this prefix (the part after `wa_`); refused from the next request on."""
-    engine = _engine()
-    with _errors(), engine.db.write() as conn:
+    with store_engine() as engine, engine.db.write() as conn:
         keys.revoke(conn, prefix)
     click.echo(f"Revoked key {prefix}.")
 
@@ -155,10 +148,20 @@ def keys_revoke(prefix: str) -> None:
 @keys_group.command(name="list")
 def keys_list() -> None:
     """List keys: prefix, tenant, state, name (never the key)."""
-    engine = _engine()
-    with _errors(), engine.db.read() as conn:
+    with store_engine() as engine, engine.db.read() as conn:
         for key in keys.listing(conn):
             click.echo(f"{key['prefix']}\t{key['tenant']}\t{key['state']}\t{key['name']}")
+
+
+def _existing_tenant(conn: Connection, tenant: str) -> str | None:
+    """A --tenant value as stored: None for all tenants; refused when no such tenant exists."""
+    if tenant == ALL_TENANTS:
+        return None
+    if current_version(conn, tenant) is None:
+        raise CommandError(
+            f"unknown tenant {tenant!r}: create it with `workflow-authz tenants create {tenant}`"
+        )
+    return tenant
 
 
 @main.group(name="tenants")
@@ -170,8 +173,7 @@ def tenants_group() -> None:
 @click.argument("tenant")
 def tenants_create(tenant: str) -> None:
     """Create a tenant whose policy starts as a copy of the shipped default policy."""
-    engine = _engine()
-    with _errors(), engine.db.write() as conn:
+    with store_engine() as engine, engine.db.write() as conn:
         engine.create_tenant(conn, tenant, default_cells(), actor="cli")
     click.echo(f"Created tenant {tenant!r} from the default policy.")
 
@@ -179,8 +181,7 @@ def tenants_create(tenant: str) -> None:
 @tenants_group.command(name="list")
 def tenants_list() -> None:
     """List tenants."""
-    engine = _engine()
-    with _errors(), engine.db.read() as conn:
+    with store_engine() as engine, engine.db.read() as conn:
         for tenant in tenants(conn):
             click.echo(tenant)
 
@@ -196,16 +197,15 @@ def admins_group() -> None:
 def admins_create(tenant: str, username: str) -> None:
     """Create an admin; the password is read from standard input (first line)."""
     password = sys.stdin.readline().rstrip("\n")
-    engine = _engine()
-    with _errors(), engine.db.write() as conn:
-        accounts.create_admin(conn, username, None if tenant == ALL_TENANTS else tenant, password)
+    with store_engine() as engine, engine.db.write() as conn:
+        accounts.create_admin(conn, username, _existing_tenant(conn, tenant), password)
     click.echo(f"Created admin {username!r}.")
 
 
 @main.command(name="config")
 def show_config() -> None:
     """List the configuration variables, their current values and what each is for."""
-    current = load_config()
+    current = settings()
     for setting in SETTINGS:
         value = (
             "(set)"

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
-from service.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
+from service.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthorized
 from service.models import ApiKey, utcnow
 from service.workflows import is_identifier
 
@@ -55,6 +55,27 @@ def create(conn: Connection, name: str, tenant: str | None) -> str:
         )
     )
     return token
+
+
+def create_unique(conn: Connection, name: str, tenant: str | None) -> str:
+    """Like create, but Conflict when an active key has this name: people tell keys apart by
+    name in `keys list` and revoke by prefix. (The rule is the CLI's: tests and benchmarks make
+    many keys of one name through create.)"""
+    prefix = conn.execute(
+        select(ApiKey.prefix).where(ApiKey.name == name, ApiKey.revoked_at.is_(None))
+    ).scalar()
+    if prefix is not None:
+        raise Conflict(
+            f"an active key is already named {name!r}: revoke it first "
+            f"(`workflow-authz keys revoke {prefix}`) or pick another name",
+            field="name",
+        )
+    return create(conn, name, tenant)
+
+
+def has_any(conn: Connection) -> bool:
+    """Whether any key was ever made (revoked ones count): the quickstart makes the first."""
+    return conn.execute(select(ApiKey.id).limit(1)).first() is not None
 
 
 def authenticate(conn: Connection, header: str | None) -> Key:

@@ -2,23 +2,23 @@
 service.casetests and the policy store.
 
 Exit codes: 0 clean, 1 problems found (a case failed, coverage too low, a file refused, an unknown
-tenant, a store failure; for diff: any change), 2 bad usage. Without PATH arguments check and test
-read the configured policy folder (WORKFLOW_AUTHZ_POLICY_DIR) and, for check, the model
+tenant, a store failure; for diff: any change), 2 bad usage (for import and diff also a cases
+file given for a policy file), as service.cli_errors reports them. Without PATH arguments check
+and test read the configured policy folder (WORKFLOW_AUTHZ_POLICY_DIR) and, for check, the model
 (WORKFLOW_AUTHZ_MODEL_PATH); export, import and diff use the store at WORKFLOW_AUTHZ_DATABASE_URL.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import click
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from service import policy_changes
 from service.casetests import (
+    HEADER,
     Case,
     Coverage,
     Outcome,
@@ -35,9 +35,8 @@ from service.checker.policy import check_policy_text
 from service.checker.problems import FORMATS, Format, Problem, render
 from service.checker.rows import TENANT, PolicyLine
 from service.checker.sources import read_source
-from service.config import load_config
-from service.db import Database
-from service.errors import NotFound, ServiceError, Unavailable
+from service.cli_errors import BadUsage, CommandError, settings, store_engine
+from service.errors import Unavailable
 from service.limits import MAX_TEXT
 from service.policies import PolicyEngine
 from service.policies.store import current_version, require_version, tenant_cells
@@ -135,16 +134,8 @@ def _reported(outcomes: Sequence[Outcome], cover: Coverage, min_coverage: float)
 
 def _defaults() -> tuple[Path, Path]:
     """The configured policy folder and model file, shown relative to the current folder."""
-    config = _settings()
+    config = settings()
     return _relative(Path(config["POLICY_DIR"])), _relative(Path(config["MODEL_PATH"]))
-
-
-def _settings() -> dict[str, Any]:
-    """The configuration; a bad WORKFLOW_AUTHZ_* value is bad usage (exit 2)."""
-    try:
-        return load_config()
-    except (ServiceError, ValueError) as exc:
-        raise click.UsageError(getattr(exc, "message", str(exc))) from None
 
 
 def _relative(path: Path) -> Path:
@@ -221,7 +212,7 @@ def export_command(tenant: str, output: Path | None) -> None:
 
     The same rows always give the same bytes, and `import` reads the file back unchanged.
     """
-    with _store() as engine:
+    with store_engine() as engine:
         version, cells = _snapshot(engine, tenant)
     text = policy_text(tenant, version, cells, engine.workflow)
     if output is None:
@@ -252,7 +243,7 @@ def import_command(
     row must name the tenant (or SOURCE, with --from-tenant). The policy version goes up by one
     and every changed cell is audited; `+ row` / `- row` lines show what changed.
     """
-    with _store() as engine:
+    with store_engine() as engine:
         cells = _file_cells(path, from_tenant or tenant, engine.workflow, "importing")
         if dry_run:
             version, changes = _planned(engine, tenant, cells)
@@ -272,7 +263,7 @@ def diff_command(tenant: str, path: Path, from_tenant: str | None) -> None:
     `+ row`: PATH allows a cell the live policy does not; `- row`: the live policy allows a cell
     PATH does not. PATH is checked first, as by import.
     """
-    with _store() as engine:
+    with store_engine() as engine:
         cells = _file_cells(path, from_tenant or tenant, engine.workflow, "comparing")
         version, changes = _planned(engine, tenant, cells)
     _print_changes(tenant, changes)
@@ -280,45 +271,6 @@ def diff_command(tenant: str, path: Path, from_tenant: str | None) -> None:
     click.echo(f"{_count(len(changes), 'change')} between {where}", err=True)
     if changes:
         _exit(1)
-
-
-@contextmanager
-def _store() -> Iterator[PolicyEngine]:
-    """A policy engine on the configured store, closed afterwards; failures become exit codes."""
-    engine = _engine()
-    try:
-        yield engine
-    except NotFound as error:
-        hint = "`workflow-authz tenants list` shows them" if error.field == "tenant" else ""
-        raise _failure("; ".join(filter(None, [error.message, hint]))) from None
-    except Unavailable as error:
-        raise _store_failure(error.__cause__ or error) from None
-    except ServiceError as error:
-        raise _failure(error.message, error.exit_code) from None
-    except SQLAlchemyError as exc:
-        raise _store_failure(exc) from None
-    finally:
-        engine.db.dispose()
-
-
-def _engine() -> PolicyEngine:
-    """The engine `workflow-authz` commands use: one connection, configured definition and model."""
-    url = _settings()["DATABASE_URL"]
-    try:
-        return PolicyEngine.from_settings(Database(url, 1), _settings())
-    except (ValueError, OSError, SQLAlchemyError) as exc:
-        raise _failure(f"cannot open the policy store or definition: {exc}") from None
-
-
-def _store_failure(exc: BaseException) -> click.ClickException:
-    """A store that failed or cannot be reached: the driver's reason; the write never happened."""
-    reason = exc.orig if isinstance(exc, DBAPIError) else getattr(exc, "message", exc)
-    return _failure(f"the store failed ({reason}); nothing was written")
-
-
-def _failure(message: str, exit_code: int = 1) -> click.ClickException:
-    """`Error: message` on stderr, exit 1; or, for exit code 2, bad usage."""
-    return click.UsageError(message) if exit_code == 2 else click.ClickException(message)
 
 
 def _snapshot(engine: PolicyEngine, tenant: str) -> tuple[int, list[Cell]]:
@@ -341,14 +293,29 @@ def _file_cells(path: Path, source: str, workflow: Workflow, doing: str) -> list
     text, problems = read_source(path)
     lines: list[PolicyLine] = []
     if text is not None:
+        _refuse_cases(path, text)
         lines, problems = check_policy_text(text, str(path), workflow)
     if problems:
         click.echo(render(sorted(problems)), err=True)
-        raise _failure(f"not {doing} {path}: fix the problems above first")
+        raise CommandError(f"not {doing} {path}: fix the problems above first")
     for line in lines:
         if line.row[TENANT] != source:
-            raise _failure(_other_tenant(path, line.line, line.row[TENANT], source))
+            raise CommandError(_other_tenant(path, line.line, line.row[TENANT], source))
     return [line.row[1:] for line in lines]
+
+
+def _refuse_cases(path: Path, text: str) -> None:
+    """A decision-cases file given for a policy file, told by its header: one line, exit 2.
+
+    Bad usage, like `check` given a file of no known kind: the file is fine, the command is the
+    wrong one for it (every one of its lines would otherwise be reported as a bad policy row).
+    """
+    first = next((t for t in text.splitlines() if t.strip() and not t.startswith("#")), "")
+    if [field.strip() for field in first.split(",")] == list(HEADER):
+        raise BadUsage(
+            f"{path} is a decision-cases file (header {','.join(HEADER)}), not a policy file: "
+            "`workflow-authz test` runs cases"
+        )
 
 
 def _other_tenant(path: Path, line: int, found: str, source: str) -> str:

@@ -18,8 +18,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 
 from service import accounts, create_app, policy_changes
+from service.accounts import MAX_FAILED_LOGINS
 from service.admin.audit import PAGE_SIZE
-from service.admin.lockout import MAX_FAILED_LOGINS
 from service.cli import default_cells
 from service.config import ConfigError
 from service.db import Database
@@ -463,12 +463,12 @@ def test_the_audit_page_lists_policy_changes_and_transitions_newest_first(
     page = re.sub(r"\s+", " ", sysadmin.get("/admin/audit?tenant=default").text)
     policy = page.index("Parents were allowed to see Behaviour in the Organisation approval phase")
     move = page.index(
-        "Advanced Behaviour assessment b1 from Group registration phase to "
+        "Advanced Behaviour b1 from Group registration phase to "
         "Organisation approval phase as Mentor"
     )
     assert policy < move
     by_person = sysadmin.get("/admin/audit?tenant=default&person=ms_smith").text
-    assert "assessment b1" in by_person and "Parents were allowed" not in by_person
+    assert "Behaviour b1" in by_person and "Parents were allowed" not in by_person
     by_area = sysadmin.get("/admin/audit?tenant=default&area=assessment").text
     assert "Nothing recorded for these filters." in by_area
 
@@ -480,9 +480,23 @@ def test_the_audit_page_shows_a_reopen_with_its_reason(sysadmin: FlaskClient, ap
     assert api.post("/assessments/b1/reopen", body).status_code == 200
     page = re.sub(r"\s+", " ", sysadmin.get("/admin/audit?tenant=default&person=mr_jones").text)
     assert (
-        "Reopened Behaviour assessment b1 from Organisation approval phase back to Group "
+        "Reopened Behaviour b1 from Organisation approval phase back to Group "
         "registration phase as Headteacher, giving the reason “Marks &lt;missing&gt;”" in page
     )
+
+
+def test_the_audit_page_names_an_assessment_by_its_area_without_doubling_a_word(
+    sysadmin: FlaskClient, api: Api
+) -> None:
+    api.post("/assessments", {"id": "a1", "area": "assessment"})
+    moved = api.post("/assessments/a1/advance", {"role": "course_teacher", "actor": "ms_lee"})
+    assert moved.status_code == 200
+    page = re.sub(r"\s+", " ", sysadmin.get("/admin/audit?tenant=default&person=ms_lee").text)
+    assert (
+        "Advanced Assessment a1 from Course registration phase to Organisation approval phase "
+        "as Course teacher" in page
+    )
+    assert "Assessment assessment" not in page
 
 
 def test_the_audit_page_is_paginated(

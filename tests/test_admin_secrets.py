@@ -17,7 +17,7 @@ from flask import Flask
 from werkzeug.test import TestResponse
 
 from service import accounts, create_app
-from service.admin.lockout import MAX_FAILED_LOGINS
+from service.accounts import MAX_FAILED_LOGINS
 
 PASSWORD = "Secret-passphrase-4-admin"
 WRONG = "Wrong-passphrase-9-guess"

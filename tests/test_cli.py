@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select
+from sqlalchemy import create_engine, select, text
 
 from service.cli import main
 from service.db import Database
 from service.models import Admin, ApiKey
+from tests.conftest import IN_CI, PG_ADMIN_URL
+
+REPO = Path(__file__).resolve().parent.parent
+PASSWORD = "correct horse battery\n"
 
 
 @pytest.fixture
@@ -66,6 +72,24 @@ def test_keys_for_an_unknown_tenant_are_refused(runner: CliRunner, store: Databa
     assert runner.invoke(main, ["keys", "create", "--name", "x"]).exit_code == 2
 
 
+def test_a_name_an_active_key_has_is_refused_until_that_key_is_revoked(
+    runner: CliRunner, store: Database
+) -> None:
+    args = ["keys", "create", "--tenant", "default", "--name", "report app"]
+    first = runner.invoke(main, args)
+    assert first.exit_code == 0
+    prefix = first.stdout.strip().split("_")[1]
+    again = runner.invoke(main, [*args[:3], "*", *args[4:]])
+    assert again.exit_code == 1
+    assert again.stderr == (
+        "Error: an active key is already named 'report app': revoke it first "
+        f"(`workflow-authz keys revoke {prefix}`) or pick another name\n"
+    )
+    assert runner.invoke(main, ["keys", "list"]).stdout.count("report app") == 1
+    assert runner.invoke(main, ["keys", "revoke", prefix]).exit_code == 0
+    assert runner.invoke(main, args).exit_code == 0
+
+
 def test_tenants_create_copies_the_default_policy(runner: CliRunner, store: Database) -> None:
     assert runner.invoke(main, ["tenants", "create", "north"]).exit_code == 0
     assert runner.invoke(main, ["tenants", "create", "north"]).exit_code == 1
@@ -86,9 +110,81 @@ def test_admins_create_hashes_the_password_from_stdin(runner: CliRunner, store: 
     assert short.exit_code == 2 and "12 characters" in short.output
 
 
+def test_admins_for_an_unknown_tenant_are_refused_like_keys(
+    runner: CliRunner, store: Database
+) -> None:
+    args = ["admins", "create", "--tenant", "north", "--username", "ada"]
+    result = runner.invoke(main, args, input=PASSWORD)
+    keys = runner.invoke(main, ["keys", "create", "--tenant", "north", "--name", "x"])
+    assert (
+        (result.exit_code, result.stderr)
+        == (keys.exit_code, keys.stderr)
+        == (
+            1,
+            "Error: unknown tenant 'north': create it with `workflow-authz tenants create north`\n",
+        )
+    )
+    with store.read() as conn:
+        assert conn.execute(select(Admin)).first() is None
+
+
+def test_quickstart_prints_the_address_it_will_serve_the_admin_form_on(runner: CliRunner) -> None:
+    first = runner.invoke(main, ["init", "--quickstart", "--host", "0.0.0.0", "--port", "9123"])
+    assert first.exit_code == 0, first.output
+    assert "http://0.0.0.0:9123/admin/login" in first.stdout
+    again = runner.invoke(main, ["init", "--quickstart"])
+    assert "http://127.0.0.1:8080/admin/login" in again.stdout
+    ipv6 = runner.invoke(main, ["init", "--quickstart", "--host", "::1", "--port", "8081"])
+    assert "http://[::1]:8081/admin/login" in ipv6.stdout
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_run_gives_the_quickstart_the_host_and_port_it_serves_on() -> None:
+    commands = subprocess.run(
+        ["make", "-n", "run", "HOST=0.0.0.0", "PORT=9123"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "workflow-authz init --quickstart --host 0.0.0.0 --port 9123\n" in commands
+    assert "workflow-authz serve --host 0.0.0.0 --port 9123\n" in commands
+
+
 def test_serve_refuses_a_store_without_schema(runner: CliRunner) -> None:
     result = runner.invoke(main, ["serve", "--port", "1"])
     assert result.exit_code == 1 and "workflow-authz init" in result.output
+
+
+@pytest.fixture
+def postgres() -> str:
+    """The local PostgreSQL's URL (database `test`); mandatory in CI, skipped elsewhere when absent,
+    as in conftest.py."""
+    engine = create_engine(PG_ADMIN_URL)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001 - any failure to connect means "no server here"
+        if IN_CI:
+            pytest.fail(f"CI=true but PostgreSQL at {PG_ADMIN_URL} is not reachable: {exc}")
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL} (set CI=true to require it)")
+    finally:
+        engine.dispose()
+    return PG_ADMIN_URL
+
+
+@pytest.mark.postgres
+def test_serve_on_postgres_without_a_secret_key_refuses_before_starting(
+    postgres: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database has no tables: the refusal comes before anything reads the store."""
+    monkeypatch.setenv("WORKFLOW_AUTHZ_DATABASE_URL", postgres)
+    monkeypatch.delenv("WORKFLOW_AUTHZ_SECRET_KEY", raising=False)
+    result = CliRunner().invoke(main, ["serve", "--port", "1", "--workers", "1"])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith("Error: set WORKFLOW_AUTHZ_SECRET_KEY (e.g. ")
 
 
 def test_config_lists_every_variable_with_a_description(runner: CliRunner) -> None:

@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from service import policy_cli
+from service.cli import main
 from service.workflows import load_workflow
 
 check_command = policy_cli.check_command
@@ -258,3 +259,27 @@ def test_test_without_cases_or_policy_is_bad_usage(tmp_path: Path, keep: str, mi
     result = run(cases_command, tmp_path)
     assert result.exit_code == 2
     assert f"no {missing}" in result.stderr
+
+
+# -- import and diff given a cases file --------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [policy_cli.import_command, policy_cli.diff_command])
+@pytest.mark.parametrize("name", ["cases.csv", "rows.csv"])
+def test_import_and_diff_refuse_a_cases_file_in_one_line_and_change_nothing(
+    tmp_path: Path, command: click.Command, name: str
+) -> None:
+    """Told apart by its header, not its name: a renamed cases file is refused the same way."""
+    env = {**ENV, "WORKFLOW_AUTHZ_DATABASE_URL": f"sqlite:///{tmp_path / 'store.sqlite3'}"}
+    assert CliRunner(env=env).invoke(main, ["init"]).exit_code == 0
+    cases = tmp_path / name
+    shutil.copy(REPO / "policy" / "cases.csv", cases)
+    result = CliRunner(env=env).invoke(command, ["--tenant", "default", str(cases)])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"Error: {cases} is a decision-cases file (header name,tenant,role,area,phase,action,"
+        "expect), not a policy file: `workflow-authz test` runs cases\n"
+    )
+    exported = CliRunner(env=env).invoke(policy_cli.export_command, ["--tenant", "default"])
+    assert exported.stdout.startswith("# Policy of tenant default at version 1")

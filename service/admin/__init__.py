@@ -2,11 +2,13 @@
 
 HTML for people, never JSON: errors on these pages render as pages. Every POST carries a CSRF
 token; every answer forbids framing, scripts and caching. Views are thin: the matrix rules live in
-service/matrix.py and every policy write goes through PolicyEngine.replace in one transaction.
+service/matrix.py and every policy write goes through policy_changes.save in one transaction.
 
 One module per concept: `blueprint` (the blueprint and what every page shares), `context` (the
-request's store, engine and admin), `sessions` (cookie, signing key, headers), `lockout` (password
-checks), `login`, `errors`, `tenants`, `workflow` with `stored`, and `audit`.
+request's store, engine and admin), `sessions` (cookie, signing key, headers), `login`, `errors`,
+`tenants`, `workflow` with `stored`, and `audit`. Tables are reached only through the domain
+modules that own them: service.accounts (admins and their lockout), service.policies.store,
+service.assessments and service.audit.
 """
 
 from __future__ import annotations

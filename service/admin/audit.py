@@ -7,14 +7,13 @@ from typing import Any
 
 from flask import abort, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from sqlalchemy import Connection, Select, String, and_, cast, literal, null, select, union_all
 
 from service import matrix
 from service.admin.blueprint import bp
 from service.admin.context import workflow
 from service.admin.tenants import tenant_for
+from service.audit import Entry, history
 from service.db import store
-from service.models import Assessment, PolicyChange, Transition
 from service.policies.store import current_version
 from service.workflows import Area
 
@@ -34,7 +33,14 @@ def audit() -> ResponseReturnValue:
     with store().read() as conn:
         if current_version(conn, tenant) is None:
             abort(404, f"There is no tenant {tenant!r}.")
-        entries = _entries(conn, tenant, area or None, person or None, page)
+        entries = history(
+            conn,
+            tenant,
+            area=area or None,
+            person=person or None,
+            limit=PAGE_SIZE + 1,  # one more, to know whether there is an older page
+            offset=(page - 1) * PAGE_SIZE,
+        )
     return render_template(
         "admin/audit.html",
         tenant=tenant,
@@ -46,78 +52,7 @@ def audit() -> ResponseReturnValue:
     )
 
 
-def _entries(
-    conn: Connection, tenant: str, area: str | None, person: str | None, page: int
-) -> list[Any]:
-    """One page (plus one row, to know if there is more) of both logs merged by time."""
-    merged = union_all(
-        _policy_log(tenant, area, person), _transition_log(tenant, area, person)
-    ).subquery()
-    query = (
-        select(merged)
-        .order_by(merged.c.at.desc(), merged.c.kind, merged.c.id.desc())
-        .limit(PAGE_SIZE + 1)
-        .offset((page - 1) * PAGE_SIZE)
-    )
-    return list(conn.execute(query))
-
-
-def _policy_log(tenant: str, area: str | None, person: str | None) -> Select[*tuple[Any, ...]]:
-    """Changed cells, in the columns both logs share."""
-    query = select(
-        literal("policy").label("kind"),
-        PolicyChange.id,
-        PolicyChange.at,
-        PolicyChange.actor,
-        PolicyChange.area,
-        PolicyChange.phase,
-        cast(null(), String).label("to_phase"),
-        PolicyChange.role,
-        PolicyChange.action,
-        PolicyChange.after,
-        PolicyChange.version,
-        cast(null(), String).label("assessment_id"),
-        cast(null(), String).label("reason"),
-    ).where(PolicyChange.tenant == tenant)
-    if area:
-        query = query.where(PolicyChange.area == area)
-    if person:
-        query = query.where(PolicyChange.actor == person)
-    return query
-
-
-def _transition_log(tenant: str, area: str | None, person: str | None) -> Select[*tuple[Any, ...]]:
-    """Phase changes of assessments (their area read from the assessment), same columns."""
-    query = (
-        select(
-            literal("transition").label("kind"),
-            Transition.id,
-            Transition.at,
-            Transition.actor,
-            Assessment.area,
-            Transition.from_phase.label("phase"),
-            Transition.to_phase,
-            Transition.role,
-            Transition.action,
-            literal(True).label("after"),
-            Transition.policy_version.label("version"),
-            Transition.assessment_id,
-            Transition.reason,
-        )
-        .join(
-            Assessment,
-            and_(Assessment.tenant == Transition.tenant, Assessment.id == Transition.assessment_id),
-        )
-        .where(Transition.tenant == tenant)
-    )
-    if area:
-        query = query.where(Assessment.area == area)
-    if person:
-        query = query.where(Transition.actor == person)
-    return query
-
-
-def _line(entry: Any) -> dict[str, Any]:
+def _line(entry: Entry) -> dict[str, Any]:
     """An audit row for the template: when, who, what happened in plain words, which version."""
     if entry.kind == "policy":
         cell = (entry.role, entry.area, entry.phase, entry.action)
@@ -133,14 +68,15 @@ def _line(entry: Any) -> dict[str, Any]:
     }
 
 
-def _transition_words(entry: Any) -> str:
-    """'Advanced Behaviour assessment b1 from A to B as Mentor'; a reopen says 'back to' and why."""
+def _transition_words(entry: Entry) -> str:
+    """'Advanced Behaviour b1 from A to B as Mentor' (the area's label names what b1 is: 'Assessment
+    assessment a1' doubled a word); a reopen says 'back to' and why."""
     area = workflow().area_by_id.get(entry.area)
     role = workflow().role(entry.role)
     verb, to = ("Reopened", "back to") if entry.action == matrix.REOPEN else ("Advanced", "to")
     words = (
-        f"{verb} {area.label if area else entry.area} assessment {entry.assessment_id} "
-        f"from {_phase_label(area, entry.phase)} {to} {_phase_label(area, entry.to_phase)} "
+        f"{verb} {area.label if area else entry.area} {entry.assessment_id} "
+        f"from {_phase_label(area, entry.phase)} {to} {_phase_label(area, entry.to_phase or '')} "
         f"as {role.label if role else entry.role}"
     )
     return f"{words}, giving the reason “{entry.reason}”" if entry.reason else words

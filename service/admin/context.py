@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from flask import g
 
+from service.accounts import Account
 from service.policies import policy_engine
 from service.workflows import Workflow
-
-
-@dataclass(frozen=True)
-class SignedIn:
-    """The admin of this request; `tenant` None means it may manage every tenant."""
-
-    id: int
-    username: str
-    tenant: str | None
 
 
 def workflow() -> Workflow:
@@ -24,7 +14,7 @@ def workflow() -> Workflow:
     return policy_engine().workflow
 
 
-def admin() -> SignedIn:
+def admin() -> Account:
     """The admin the login guard signed in for this request."""
-    signed_in: SignedIn = g.admin
+    signed_in: Account = g.admin
     return signed_in

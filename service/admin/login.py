@@ -7,13 +7,11 @@ from urllib.parse import urlsplit
 
 from flask import flash, g, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
-from sqlalchemy import select
 
+from service import accounts
 from service.admin.blueprint import bp, csrf, when
-from service.admin.context import SignedIn
-from service.admin.lockout import check_login
 from service.db import store
-from service.models import Admin, utcnow
+from service.models import utcnow
 
 PUBLIC_ENDPOINTS = {"admin.login", "admin.static"}
 
@@ -32,19 +30,16 @@ def guard() -> ResponseReturnValue | None:
     return None
 
 
-def _signed_in() -> SignedIn | None:
+def _signed_in() -> accounts.Account | None:
     """The admin named by the session, read again from the store (a deleted admin is out)."""
     admin_id = session.get("admin_id")
     if not isinstance(admin_id, int):
         return None
     with store().read() as conn:
-        row = conn.execute(
-            select(Admin.id, Admin.username, Admin.tenant).where(Admin.id == admin_id)
-        ).one_or_none()
-    if row is None:
+        account = accounts.find(conn, admin_id)
+    if account is None:
         session.clear()
-        return None
-    return SignedIn(row.id, row.username, row.tenant)
+    return account
 
 
 def _here() -> str:
@@ -59,7 +54,7 @@ def login() -> ResponseReturnValue:
     if request.method == "GET":
         return render_template("admin/login.html", next=request.args.get("next", ""))
     username = request.form.get("username", "").strip().lower()  # phones capitalise
-    result = check_login(store(), username, request.form.get("password", ""))
+    result = accounts.check_login(store(), username, request.form.get("password", ""))
     if result.admin_id is None:
         return _login_refused(username, result.locked_until)
     session.clear()  # a fresh session: no fixation of one made before logging in

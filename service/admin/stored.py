@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from flask import abort
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection
 
+from service import assessments
 from service.admin.context import workflow
 from service.db import store
-from service.models import Assessment, PolicyVersion
-from service.policies.store import tenant_cells
+from service.policies.store import tenant_cells, version_stamp
 from service.workflows import Area, Cell
 
 
@@ -36,14 +36,11 @@ def area_or_404(area_id: str) -> Area:
 
 def read(conn: Connection, tenant: str, area: Area) -> Stored:
     """The tenant's version row and the area's cells, in the caller's transaction."""
-    row = conn.execute(
-        select(PolicyVersion.version, PolicyVersion.updated_by, PolicyVersion.updated_at).where(
-            PolicyVersion.tenant == tenant
-        )
-    ).one_or_none()
-    if row is None:
+    stamp = version_stamp(conn, tenant)
+    if stamp is None:
         abort(404, f"There is no tenant {tenant!r}.")
-    return Stored(row.version, row.updated_by, row.updated_at, tenant_cells(conn, tenant, area.id))
+    cells = tenant_cells(conn, tenant, area.id)
+    return Stored(stamp.version, stamp.updated_by, stamp.updated_at, cells)
 
 
 def load(tenant: str, area: Area) -> Stored:
@@ -55,9 +52,4 @@ def load(tenant: str, area: Area) -> Stored:
 def phase_counts(tenant: str, area: Area) -> dict[str, int]:
     """How many of the tenant's assessments of the area are in each phase right now."""
     with store().read() as conn:
-        rows = conn.execute(
-            select(Assessment.phase, func.count())
-            .where(Assessment.tenant == tenant, Assessment.area == area.id)
-            .group_by(Assessment.phase)
-        )
-        return {phase: count for phase, count in rows}
+        return assessments.phase_counts(conn, tenant, area.id)

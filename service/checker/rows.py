@@ -48,10 +48,10 @@ def read_policy_file(path: Path) -> list[Row]:
     every problem, when it cannot be read or a row is malformed. The one reader of policy CSVs."""
     text, problems = read_source(path)
     if text is None:
-        raise PolicyFileError(render(problems))
+        raise PolicyFileError("; ".join(render(problems).splitlines()))
     rows, problems = parse_policy_text(text, str(path))
     if problems:
-        raise PolicyFileError(render(problems))
+        raise PolicyFileError("; ".join(render(problems).splitlines()))
     return [r.row for r in rows]
 
 

@@ -45,7 +45,7 @@ def load_model(path: Path) -> Model:
     if text is not None:
         problems = check_model_text(text, str(path))
     if problems or text is None:
-        raise ModelError(render(problems))
+        raise ModelError("; ".join(render(problems).splitlines()))
     model = Model()
     model.load_model_from_text(text)
     return model

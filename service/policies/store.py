@@ -8,6 +8,8 @@ caller's one transaction; nothing here commits.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
 
 from casbin_sqlalchemy_adapter import CasbinRule
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
@@ -123,3 +125,22 @@ def delete_cells(conn: Connection, tenant: str, cells: set[Cell]) -> None:
                 RULES.c.v4 == action,
             )
         )
+
+
+@dataclass(frozen=True)
+class VersionStamp:
+    """A tenant's policy version, and who made it and when (the Workflow page shows them)."""
+
+    version: int
+    updated_by: str
+    updated_at: datetime
+
+
+def version_stamp(conn: Connection, tenant: str) -> VersionStamp | None:
+    """The tenant's version with its last editor and time; None when the tenant does not exist."""
+    row = conn.execute(
+        select(PolicyVersion.version, PolicyVersion.updated_by, PolicyVersion.updated_at).where(
+            PolicyVersion.tenant == tenant
+        )
+    ).one_or_none()
+    return None if row is None else VersionStamp(row.version, row.updated_by, row.updated_at)
