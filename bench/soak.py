@@ -21,26 +21,25 @@ the end. Everything stops by itself; the store and every process are removed at 
 
 from __future__ import annotations
 
-import argparse
 import json
-import shutil
+import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import http
-from bench.http import MARKER, WRK, Load, WrkResult, check_singles, lua_script, make_mix, parse_wrk
-from bench.propagation import TENANT, AdminFormWriter, Target, ask, prepare_target
+from bench import cli, internals, table, wrk
+from bench.admin_form import TENANT, AdminFormWriter, Target, ask, prepare_target
+from bench.cli import Progress
+from bench.internals import Area, Cell, Phase, Workflow
 from bench.server import (
     Reply,
     Server,
@@ -48,17 +47,16 @@ from bench.server import (
     api_headers,
     create_admin,
     create_api_key,
+    poll,
     rss_mib,
     serving,
+    wrong_answers,
 )
-from bench.store import BACKENDS, Content, postgres_available, temporary_store
-from service.config import load_config
-from service.policy_store import tenant_cells
-from service.workflows import Area, Cell, Phase, Workflow, load_workflow
+from bench.store import Content, temporary_store
+from bench.wrk import Load, WrkFigures
 
 TARGET_ERRORS = 0
 TARGET_GROWTH_PCT = 10.0
-STATUS_MARKER = "WRK_STATUSES "
 TARGET_SHARE = 20
 """One wrk body in TARGET_SHARE asks about the tenant whose policy is being saved."""
 ACTOR = "soak"
@@ -85,40 +83,6 @@ COLUMNS = (
     f"errors (target {TARGET_ERRORS})",
     f"RSS growth % (≤{TARGET_GROWTH_PCT:g})",
 )
-
-# wrk's script from bench/http.py, plus a count of every answer by status over all threads.
-# done() runs in wrk's main Lua state, response() in each thread's: setup() keeps the threads so
-# done() can read their counts.
-STATUS_LUA = f"""
-local soak_threads = {{}}
-
-function setup(thread)
-  table.insert(soak_threads, thread)
-end
-
-statuses = {{}}
-
-function response(status, headers, body)
-  statuses[status] = (statuses[status] or 0) + 1
-end
-
-local http_done = done
-
-function done(summary, latency, requests)
-  http_done(summary, latency, requests)
-  local totals = {{}}
-  for _, thread in ipairs(soak_threads) do
-    for status, count in pairs(thread:get("statuses")) do
-      totals[status] = (totals[status] or 0) + count
-    end
-  end
-  local parts = {{}}
-  for status, count in pairs(totals) do
-    table.insert(parts, string.format('"%d": %d', status, count))
-  end
-  io.write('{STATUS_MARKER}{{' .. table.concat(parts, ", ") .. '}}\\n')
-end
-"""
 
 
 @dataclass(frozen=True)
@@ -148,24 +112,6 @@ class Options:
     """wrk's and the state changes' timeout for one request, in seconds."""
     seed: str = "soak"
 
-    @classmethod
-    def quick(cls, backend: str) -> Options:
-        """A short, small run for tests (about 20 s in all)."""
-        return cls(
-            backend=backend,
-            seconds=10,
-            workers=2,
-            connections=2,
-            tenants=5,
-            working_set=5,
-            assessments_per_tenant=5,
-            bodies=50,
-            checked=10,
-            sample_every=0.25,
-            pace=0.05,
-            save_every=1.0,
-        )
-
     @property
     def warmup_s(self) -> float:
         """The warm-up: load runs, but memory is compared only from its end on."""
@@ -177,29 +123,20 @@ class Options:
         return max(self.sample_every, self.seconds * self.window_share)
 
 
-@dataclass(frozen=True)
-class WrkFigures:
-    """wrk's figures for the whole run, every answer's status, and its socket-level errors."""
-
-    result: WrkResult
-    statuses: dict[int, int]
-    socket: dict[str, int]
-    """connect, read and write errors and timeouts, as wrk counts them."""
-
-    @property
-    def server_errors(self) -> int:
-        """Answers with a 5xx status."""
-        return sum(n for status, n in self.statuses.items() if status >= 500)
-
-    @property
-    def unexpected(self) -> int:
-        """Other answers than 2xx and 5xx: every question is valid and a deny is a 200."""
-        return sum(n for status, n in self.statuses.items() if status < 200 or 300 <= status < 500)
-
-    @property
-    def errors(self) -> int:
-        """5xx, any other non-2xx answer, socket errors and timeouts."""
-        return self.server_errors + self.unexpected + sum(self.socket.values())
+QUICK: dict[str, Any] = {
+    "seconds": 10,
+    "workers": 2,
+    "connections": 2,
+    "tenants": 5,
+    "working_set": 5,
+    "assessments_per_tenant": 5,
+    "bodies": 50,
+    "checked": 10,
+    "sample_every": 0.25,
+    "pace": 0.05,
+    "save_every": 1.0,
+}
+"""A short, small run for tests (about 20 s in all)."""
 
 
 @dataclass
@@ -288,54 +225,48 @@ class Result:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run, print the table; 1 if a target was missed (an error, or memory grew too much)."""
     options = parse_args(argv)
-    result = run(options, progress=lambda line: print(line, file=sys.stderr, flush=True))
+    result = run(options, progress=cli.progress())
     print(render(result))
     return 0 if result.met else 1
 
 
 def parse_args(argv: Sequence[str] | None) -> Options:
     """Options from the command line."""
-    parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__)
+    parser = cli.parser("bench.soak", __doc__)
     parser.add_argument("--minutes", type=float, help="length of the load (default 10)")
-    parser.add_argument("--backend", choices=BACKENDS, default="sqlite")
-    parser.add_argument("--quick", action="store_true", help="a ~20 s run (for tests)")
+    cli.add_backend(parser, both=False)
     args = parser.parse_args(argv)
-    if not Path(WRK).exists():
-        parser.error(f"{WRK} is missing: install Debian's wrk (apt-get install wrk)")
-    if args.backend == "postgres" and not postgres_available():
-        parser.error("PostgreSQL is not reachable (set WORKFLOW_AUTHZ_BENCH_PG_URL)")
-    options = Options.quick(args.backend) if args.quick else Options(args.backend)
+    cli.require_wrk(parser)
+    options = cli.given(Options(cli.backends(parser, args.backend)[0]), QUICK if args.quick else {})
     if args.minutes is not None:
         if not 0 < args.minutes <= 24 * 60:
             parser.error("--minutes must be positive and at most a day")
-        options = replace(options, seconds=max(1, round(args.minutes * 60)))
+        options = cli.given(options, {"seconds": max(1, round(args.minutes * 60))})
     return options
 
 
-def run(options: Options, progress: Callable[[str], None] = lambda _: None) -> Result:
+def run(options: Options, progress: Progress = lambda _: None) -> Result:
     """Populate a store, start the server, soak it, check it; everything removed on exit."""
-    workflow = load_workflow(Path(load_config()["POLICY_DIR"]) / "workflow.toml")
+    workflow = internals.workflow()
     content = Content(workflow, options.tenants, options.assessments_per_tenant)
-    mix = make_mix(content, workflow, _mix_options(options))
+    rng = random.Random(f"{options.seed}:{content.tenants}")
+    working = rng.sample(range(content.tenants), min(options.working_set, content.tenants))
+    singles = [content.question(rng, rng.choice(working)) for _ in range(options.bodies)]
     with ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="wa_soak_")))
         progress(f"{options.backend}: populating {options.tenants} tenants, starting the server")
         store = stack.enter_context(temporary_store(options.backend, content))
         target = prepare_target(store.url, workflow)
-        key = create_api_key(store.url)
-        login = create_admin(store.url)
+        key, login = create_api_key(store.url), create_admin(store.url)
         server = stack.enter_context(serving(store.url, workers=options.workers))
-        workers = wait_for_workers(server, options.workers)
+        poll(server, lambda: len(server.workers()) >= options.workers)  # readiness needs one
+        workers = server.workers()
         writer = AdminFormWriter(server, store.url, workflow, target, login)
         stack.callback(writer.close)
-        checked = mix.singles[: options.checked]
-        wrong = check_singles(server, key, checked)
-        bodies = wrk_bodies([body for body, _ in mix.singles], target)
-        script = folder / "soak.lua"
-        script.write_text(
-            lua_script(Load("POST", "/authorize", api_headers(key), bodies)) + STATUS_LUA,
-            encoding="utf-8",
-        )
+        checked = singles[: options.checked]
+        wrong = wrong_answers(server, key, checked)
+        load = Load("POST", "/authorize", api_headers(key), wrk_bodies(singles, target))
+        script = wrk.write_script(folder / "soak.lua", load, statuses=True)
         trickle = Trickle(server, key, content, workflow, target, writer, options)
         progress(
             f"load: {options.seconds} s of wrk against POST /authorize plus state changes; "
@@ -343,7 +274,7 @@ def run(options: Options, progress: Callable[[str], None] = lambda _: None) -> R
         )
         figures, samples = soak(server, script, trickle, options, progress)
         progress("after the load: checking answers and the server's log")
-        wrong += check_singles(server, key, checked)
+        wrong += wrong_answers(server, key, checked)
         seen = {pid for s in samples for pid in s.rss} | set(server.workers())
         log_errors = count_log_errors(server)
     for example in trickle.tally.examples:
@@ -359,48 +290,21 @@ def run(options: Options, progress: Callable[[str], None] = lambda _: None) -> R
     )
 
 
-def _mix_options(options: Options) -> http.Options:
-    """bench/http.py's options that shape its request mix: single questions only."""
-    return http.Options(
-        backends=(options.backend,),
-        tenants=options.tenants,
-        working_set=min(options.working_set, options.tenants),
-        assessments_per_tenant=options.assessments_per_tenant,
-        bodies=options.bodies,
-        batches=0,
-        seed=options.seed,
-    )
-
-
-def wrk_bodies(singles: Sequence[dict[str, Any]], target: Target) -> tuple[str, ...]:
+def wrk_bodies(singles: Sequence[tuple[dict[str, str], bool]], target: Target) -> tuple[str, ...]:
     """The generated questions, with one about the saved tenant's assessment every TARGET_SHARE."""
     bodies = []
-    for number, body in enumerate(singles):
+    for number, (body, _) in enumerate(singles):
         if number % TARGET_SHARE == 0:
             bodies.append(json.dumps(target.question()))
         bodies.append(json.dumps(body))
     return tuple(bodies)
 
 
-def wait_for_workers(server: Server, count: int, timeout: float = 60.0) -> list[int]:
-    """The worker pids once all `count` have started (readiness needs only one)."""
-    deadline = time.monotonic() + timeout
-    while len(pids := server.workers()) < count:
-        if time.monotonic() > deadline:
-            raise ServerError(f"{len(pids)} of {count} workers after {timeout:g} s")
-        time.sleep(0.05)
-    return pids
-
-
 # -- the soak ------------------------------------------------------------------------------------
 
 
 def soak(
-    server: Server,
-    script: Path,
-    trickle: Trickle,
-    options: Options,
-    progress: Callable[[str], None],
+    server: Server, script: Path, trickle: Trickle, options: Options, progress: Progress
 ) -> tuple[WrkFigures, list[Sample]]:
     """wrk for the whole run while the trickle and the RSS sampler run in threads beside it."""
     stop = threading.Event()
@@ -415,67 +319,31 @@ def soak(
             daemon=True,
         ),
     ]
-    argv = [
-        shutil.which("wrk") or WRK,
-        "--threads",
-        "1",
-        "--connections",
-        str(options.connections),
-        "--duration",
-        f"{options.seconds}s",
-        "--timeout",
-        f"{options.timeout:g}s",
-        "--script",
-        str(script),
-        server.url + "/",
-    ]
-    with tempfile.TemporaryFile() as output:
-        process = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT
-        )
-        try:
-            for thread in threads:
-                thread.start()
-            wait_for_wrk(process, started, samples, trickle, options, progress)
-        finally:
-            stop.set()
-            if process.poll() is None:
-                process.kill()
-            process.wait()
-            for thread in threads:
-                if thread.is_alive():
-                    thread.join()
-        output.seek(0)
-        text = output.read().decode("utf-8", "replace")
-    if process.returncode != 0:
-        raise RuntimeError(f"wrk failed ({process.returncode}): {text}")
-    return parse_figures(text), samples
 
-
-def wait_for_wrk(
-    process: subprocess.Popen[bytes],
-    started: float,
-    samples: list[Sample],
-    trickle: Trickle,
-    options: Options,
-    progress: Callable[[str], None],
-) -> None:
-    """Wait for wrk to end (it stops by itself), saying how it goes every tenth of the run."""
-    deadline = started + options.seconds + 60
-    every = max(5.0, options.seconds / 10)
-    while True:
-        try:
-            process.wait(max(0.1, min(every, deadline - time.monotonic())))
-            return
-        except subprocess.TimeoutExpired:
-            if time.monotonic() > deadline:
-                raise RuntimeError("wrk ran a minute past its duration") from None
-        last = samples[-1] if samples else None
-        rss = f"{last.total:.1f} MiB" if last else "not sampled yet"
+    def report(elapsed: float) -> None:
+        rss = f"{samples[-1].total:.1f} MiB" if samples else "not sampled yet"
         progress(
-            f"  {time.monotonic() - started:5.0f} s: workers' RSS {rss}, "
+            f"  {elapsed:5.0f} s: workers' RSS {rss}, "
             f"{trickle.made} state-change calls, {trickle.failed} failed"
         )
+
+    try:
+        for thread in threads:
+            thread.start()
+        output = wrk.run(
+            server.url,
+            script,
+            connections=options.connections,
+            seconds=options.seconds,
+            timeout=options.timeout,
+            report=report,
+        )
+    finally:
+        stop.set()
+        for thread in threads:
+            if thread.is_alive():
+                thread.join()
+    return wrk.parse_figures(output), samples
 
 
 def sample_rss(
@@ -492,23 +360,6 @@ def sample_rss(
         samples.append(Sample(time.monotonic() - started, rss))
         if stop.wait(every):
             return
-
-
-def parse_figures(output: str) -> WrkFigures:
-    """wrk's figures, socket errors and statuses from the lines its script's done() printed."""
-    summary = statuses = None
-    for line in output.splitlines():
-        if line.startswith(MARKER):
-            summary = json.loads(line.removeprefix(MARKER))
-        elif line.startswith(STATUS_MARKER):
-            statuses = json.loads(line.removeprefix(STATUS_MARKER))
-    if summary is None or statuses is None:
-        raise RuntimeError(f"wrk printed no summary:\n{output}")
-    return WrkFigures(
-        result=parse_wrk(output),
-        statuses={int(status): int(n) for status, n in statuses.items()},
-        socket={k: int(summary[k]) for k in ("connect", "read", "write", "timeout")},
-    )
 
 
 def count_log_errors(server: Server) -> int:
@@ -763,9 +614,7 @@ class Trickle:
         target = self.target
         try:
             self.writer.browser.refresh_token()  # a token per save: they expire after an hour
-            with self.writer.db.read() as conn:
-                cells = tenant_cells(conn, target.tenant, target.area)
-                allowed = target.cell not in set(cells)
+            allowed = not self.writer.allowed()
             version = self.writer.save(allowed)
             answer, seen = ask(self.server, self.key, target)
         except Exception as error:  # noqa: BLE001 - any failure of a save is counted
@@ -815,14 +664,7 @@ def _phase(reply: Reply) -> Any:
 
 def render(result: Result) -> str:
     """One table of one row, then how the figures were taken and what each error count holds."""
-    cells = _cells(result)
-    widths = [max(len(c), len(v)) for c, v in zip(COLUMNS, cells, strict=True)]
-    lines = [
-        _line(COLUMNS, widths),
-        "|" + "|".join("-" * (w + 2) for w in widths) + "|",
-        _line(cells, widths),
-    ]
-    return "\n".join([*lines, "", *_legend(result)])
+    return table.render(COLUMNS, [_cells(result)], _legend(result))
 
 
 def _cells(result: Result) -> list[str]:
@@ -843,13 +685,9 @@ def _cells(result: Result) -> list[str]:
         str(result.failed),
         f"{m.after_warmup[0]:.1f} (max {m.after_warmup[1]:.1f})",
         f"{m.at_end[0]:.1f} (max {m.at_end[1]:.1f})",
-        f"{result.errors} {'met' if result.errors <= TARGET_ERRORS else 'MISSED'}",
-        f"{growth:.1f} {'met' if growth <= TARGET_GROWTH_PCT else 'MISSED'}",
+        f"{result.errors} {table.met(result.errors <= TARGET_ERRORS)}",
+        table.at_most(growth, TARGET_GROWTH_PCT, digits=1),
     ]
-
-
-def _line(cells: Sequence[str], widths: Sequence[int]) -> str:
-    return "| " + " | ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True)) + " |"
 
 
 def _counts(counter: Counter[str]) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench import decisions
-from service.config import REPO_ROOT
+from bench.internals import REPO_ROOT
 from tests.bench_tables import cell, table, verdict
 
 QUICK = ["--backend", "sqlite", "--tenants", "1,20", "--quick"]
