@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -14,6 +14,30 @@ from bench.store import BACKENDS, postgres_available
 
 Progress = Callable[[str], None]
 Opts = TypeVar("Opts")
+Results = TypeVar("Results")
+
+
+def main(
+    options: Opts,
+    run: Callable[[Opts, Progress], Results],
+    render: Callable[[Results, Opts], str],
+    failed: Callable[[Results], bool],
+) -> int:
+    """Measure with progress on stderr, print the table on stdout; 1 if the run failed."""
+    results = run(options, progress())
+    print(render(results, options))
+    return 1 if failed(results) else 0
+
+
+def store_args(
+    module: str, doc: str | None, argv: Sequence[str] | None, tenants: str
+) -> tuple[tuple[str, ...], tuple[int, ...], bool]:
+    """--backend, --tenants (counts, comma-separated) and --quick: backends, counts, quick."""
+    made = parser(module, doc)
+    add_backend(made)
+    made.add_argument("--tenants", default=tenants, help="comma-separated tenant counts")
+    args = made.parse_args(argv)
+    return backends(made, args.backend), tenant_counts(made, args.tenants), args.quick
 
 
 def parser(module: str, doc: str | None) -> argparse.ArgumentParser:

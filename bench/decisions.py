@@ -20,7 +20,7 @@ import random
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import casbin
@@ -76,11 +76,6 @@ class Options:
     assessments_per_tenant: int = 20
     seed: str = "decisions"
 
-    @classmethod
-    def quick(cls, backends: tuple[str, ...], tenant_counts: tuple[int, ...]) -> Options:
-        """A tiny run for tests: a few tenants' worth of requests, short runs."""
-        return replace(cls(backends, tenant_counts), **QUICK)
-
 
 QUICK: dict[str, Any] = {
     "working_set": 10,
@@ -92,6 +87,7 @@ QUICK: dict[str, Any] = {
     "stock_runs": 1,
     "assessments_per_tenant": 5,
 }
+"""A tiny run for tests: a few tenants' worth of requests, short runs."""
 
 
 @dataclass(frozen=True)
@@ -157,22 +153,14 @@ class Prepared:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse the command line, measure every store, print the table; 1 if any answer disagreed."""
-    options = parse_args(argv)
-    results = run(options, progress=cli.progress())
-    print(render(results, options))
-    return 1 if any(r.disagreements for r in results) else 0
+    """Measure every store, print the table; 1 if any answer disagreed."""
+    return cli.main(parse_args(argv), run, render, lambda rs: any(r.disagreements for r in rs))
 
 
 def parse_args(argv: Sequence[str] | None) -> Options:
     """Options from the command line; PostgreSQL is dropped from `both` when it is unreachable."""
-    parser = cli.parser("bench.decisions", __doc__)
-    cli.add_backend(parser)
-    parser.add_argument("--tenants", default="1,10000", help="comma-separated tenant counts")
-    args = parser.parse_args(argv)
-    counts = cli.tenant_counts(parser, args.tenants)
-    backends = cli.backends(parser, args.backend)
-    return Options.quick(backends, counts) if args.quick else Options(backends, counts)
+    backends, counts, quick = cli.store_args("bench.decisions", __doc__, argv, "1,10000")
+    return cli.given(Options(backends, counts), QUICK if quick else {})
 
 
 def run(options: Options, progress: Progress = lambda _: None) -> list[Result]:

@@ -130,10 +130,9 @@ class Mix:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run every row, print the table; 1 if any checked answer was wrong or any request failed."""
-    options = parse_args(argv)
-    rows = run(options, progress=cli.progress())
-    print(render(rows, options))
-    return 1 if any(r.wrong_answers or r.wrk.errors for r in rows) else 0
+    return cli.main(
+        parse_args(argv), run, render, lambda rs: any(r.wrong_answers or r.wrk.errors for r in rs)
+    )
 
 
 def parse_args(argv: Sequence[str] | None) -> Options:

@@ -116,10 +116,9 @@ class StoreWriter:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run, print the table; 1 if a stale answer was seen."""
-    options = parse_args(argv)
-    results = run(options, progress=cli.progress())
-    print(render(results, options))
-    return 1 if any(c.stale for r in results for c in r.changes) else 0
+    return cli.main(
+        parse_args(argv), run, render, lambda rs: any(c.stale for r in rs for c in r.changes)
+    )
 
 
 def parse_args(argv: Sequence[str] | None) -> Options:

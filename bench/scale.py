@@ -19,7 +19,7 @@ import random
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from bench import cli, internals, table
@@ -72,11 +72,6 @@ class Options:
     batch: int = 1000
     seed: str = "scale"
 
-    @classmethod
-    def quick(cls, backends: tuple[str, ...], tenant_counts: tuple[int, ...]) -> Options:
-        """A tiny run for tests."""
-        return replace(cls(backends, tenant_counts), **QUICK)
-
 
 QUICK: dict[str, Any] = {
     "working_set": 5,
@@ -87,6 +82,7 @@ QUICK: dict[str, Any] = {
     "assessments_per_tenant": 3,
     "batch": 4,
 }
+"""A tiny run for tests."""
 
 
 @dataclass(frozen=True)
@@ -117,22 +113,14 @@ class Pending:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run every store, print the table; 1 if any answer was wrong."""
-    options = parse_args(argv)
-    results = run(options, progress=cli.progress())
-    print(render(results, options))
-    return 1 if any(r.wrong for r in results) else 0
+    """Measure every store, print the table; 1 if any answer was wrong."""
+    return cli.main(parse_args(argv), run, render, lambda results: any(r.wrong for r in results))
 
 
 def parse_args(argv: Sequence[str] | None) -> Options:
     """Options from the command line; PostgreSQL is dropped from `both` when unreachable."""
-    parser = cli.parser("bench.scale", __doc__)
-    cli.add_backend(parser)
-    parser.add_argument("--tenants", default="1,100,1000,10000", help="comma-separated counts")
-    args = parser.parse_args(argv)
-    counts = cli.tenant_counts(parser, args.tenants)
-    backends = cli.backends(parser, args.backend)
-    return Options.quick(backends, counts) if args.quick else Options(backends, counts)
+    backends, counts, quick = cli.store_args("bench.scale", __doc__, argv, "1,100,1000,10000")
+    return cli.given(Options(backends, counts), QUICK if quick else {})
 
 
 def run(options: Options, progress: Progress = lambda _: None) -> list[Result]:

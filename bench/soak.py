@@ -224,10 +224,7 @@ class Result:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run, print the table; 1 if a target was missed (an error, or memory grew too much)."""
-    options = parse_args(argv)
-    result = run(options, progress=cli.progress())
-    print(render(result))
-    return 0 if result.met else 1
+    return cli.main(parse_args(argv), run, lambda result, _: render(result), lambda r: not r.met)
 
 
 def parse_args(argv: Sequence[str] | None) -> Options:
