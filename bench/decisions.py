@@ -37,22 +37,11 @@ from bench.timing import Run, interleaved, per_call, prepare, timed
 TARGET_A_OVER_B = 20.0
 TARGET_A_OVER_C = 2.0
 TARGET_SCALING = 1.3
-COLUMNS = (
-    "tenants",
-    "rows",
-    "backend",
-    "a-all load s",
-    "a-all µs",
-    "a µs",
-    "b µs",
-    "b-miss µs",
-    "c µs",
-    "d µs",
-    f"a/b (≥{TARGET_A_OVER_B:g})",
-    f"a/c (≥{TARGET_A_OVER_C:g})",
-    f"b(N)/b(1) (≤{TARGET_SCALING:g})",
-    f"c(N)/c(1) (≤{TARGET_SCALING:g})",
-    "answers checked",
+COLUMNS = table.columns(
+    "| tenants | rows | backend | a-all load s | a-all µs | a µs | b µs | b-miss µs "
+    f"| c µs | d µs | a/b (≥{TARGET_A_OVER_B:g}) | a/c (≥{TARGET_A_OVER_C:g}) "
+    f"| b(N)/b(1) (≤{TARGET_SCALING:g}) | c(N)/c(1) (≤{TARGET_SCALING:g}) "
+    "| answers checked |"
 )
 
 

@@ -34,19 +34,10 @@ from bench.wrk import Load, WrkResult
 TARGET_FLOOR_RATIO = 0.6
 TARGET_BATCH_RATIO = 10.0
 FLOOR_COMMAND = (sys.executable, "-m", "bench.floor")
-COLUMNS = (
-    "endpoint",
-    "backend",
-    "workers",
-    "conns",
-    "requests",
-    "req/s",
-    "decisions/s",
-    "p50 ms",
-    "p99 ms",
-    "errors",
-    f"vs constant (≥{TARGET_FLOOR_RATIO:g})",
-    f"batch/single (≥{TARGET_BATCH_RATIO:g})",
+COLUMNS = table.columns(
+    "| endpoint | backend | workers | conns | requests | req/s | decisions/s "
+    f"| p50 ms | p99 ms | errors | vs constant (≥{TARGET_FLOOR_RATIO:g}) "
+    f"| batch/single (≥{TARGET_BATCH_RATIO:g}) |"
 )
 Question = tuple[Body, bool]
 """A POST /authorize body and the answer the generated policy gives it."""

@@ -41,19 +41,11 @@ from bench.timing import Run, Timing, interleaved, prepare
 TARGET_SCALING = 1.3
 TARGET_FIRST_S = 2.0
 TARGET_RSS_MIB = 300.0
-COLUMNS = (
-    "tenants",
-    "rows",
-    "backend",
-    "decision µs",
-    "1 tenant µs, same rounds",
-    f"vs 1 tenant (≤{TARGET_SCALING:g})",
-    "miss µs",
-    f"first answer s (≤{TARGET_FIRST_S:g})",
-    "in-process s",
-    "RSS MiB first",
-    f"RSS MiB all (≤{TARGET_RSS_MIB:g})",
-    "answers",
+COLUMNS = table.columns(
+    "| tenants | rows | backend | decision µs | 1 tenant µs, same rounds "
+    f"| vs 1 tenant (≤{TARGET_SCALING:g}) | miss µs "
+    f"| first answer s (≤{TARGET_FIRST_S:g}) | in-process s | RSS MiB first "
+    f"| RSS MiB all (≤{TARGET_RSS_MIB:g}) | answers |"
 )
 
 

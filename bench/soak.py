@@ -65,23 +65,11 @@ LOG_ERRORS = ("Traceback (most recent call last)", "[ERROR]", "[CRITICAL]")
 """Server output lines that mean something went wrong (gunicorn's levels, Python tracebacks)."""
 EXAMPLES = 10
 """How many failure messages are kept and printed (the counts hold them all)."""
-COLUMNS = (
-    "backend",
-    "workers",
-    "conns",
-    "minutes",
-    "requests",
-    "req/s",
-    "p50 ms",
-    "p99 ms",
-    "wrk errors",
-    "state changes",
-    "expected 4xx",
-    "failed",
-    "RSS MiB after warm-up",
-    "RSS MiB at end",
-    f"errors (target {TARGET_ERRORS})",
-    f"RSS growth % (≤{TARGET_GROWTH_PCT:g})",
+COLUMNS = table.columns(
+    "| backend | workers | conns | minutes | requests | req/s | p50 ms | p99 ms "
+    "| wrk errors | state changes | expected 4xx | failed | RSS MiB after warm-up "
+    f"| RSS MiB at end | errors (target {TARGET_ERRORS}) "
+    f"| RSS growth % (≤{TARGET_GROWTH_PCT:g}) |"
 )
 
 
@@ -409,6 +397,21 @@ def expected_status(
     return 200 if (role, area.id, phase.id, action) in cells else 403
 
 
+@dataclass
+class Walk:
+    """One assessment taken through its area: its tenant's policy, its path, the moves made."""
+
+    tenant: str
+    cells: frozenset[Cell]
+    area: Area
+    path: str
+    taken: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def body(self, role: str, phase: Phase) -> dict[str, str]:
+        """The body of a move by `role` expecting the assessment in `phase`."""
+        return {"tenant": self.tenant, "role": role, "actor": ACTOR, "expected_phase": phase.id}
+
+
 class Trickle:
     """A steady trickle of state changes through the API and the admin form, every outcome
     checked against what the generated policy says it must be."""
@@ -453,91 +456,74 @@ class Trickle:
 
     def lifecycle(self, number: int, pool: ThreadPoolExecutor) -> None:
         """Take one new assessment of a tenant through its whole workflow and back."""
-        index = number % self.content.tenants
-        tenant, cells = self.content.tenant(index), self.content.cells(index)
+        index, assessment = number % self.content.tenants, f"soak-{number:06d}"
         area = self.workflow.areas[number % len(self.workflow.areas)]
-        assessment = f"soak-{number:06d}"
-        path = f"/assessments/{assessment}"
-        taken: list[tuple[str, str, str]] = []
+        tenant, cells = self.content.tenant(index), self.content.cells(index)
+        walk = Walk(tenant, cells, area, f"/assessments/{assessment}")
         body = {"tenant": tenant, "id": assessment, "area": area.id}
         if not self.slot() or not self.post("create", "/assessments", body, 201, area.phases[0]):
             return
-        for phase, following in zip(area.phases, area.phases[1:], strict=False):
-            refused = next(
-                (r.id for r in self.workflow.roles if _cell(r.id, area, phase) not in cells), None
-            )
-            if refused is not None:
-                if not self.slot() or not self.move(
-                    path, tenant, refused, area, phase, "advance", cells, None
-                ):
-                    return
-            role = self.mover(cells, area, phase, "advance")
-            if role is None or not self.slot():
-                return
-            if not self.race(pool, path, tenant, role, phase, following):
-                return
-            taken.append((phase.id, following.id, "advance"))
-        final, before = area.phases[-1], area.phases[-2]
-        some_staff = area.phases[0].responsible or self.workflow.roles[0].id
-        if not self.slot() or not self.move(
-            path, tenant, some_staff, area, final, "advance", cells, None
-        ):
-            return
-        reopener = self.mover(cells, area, final, "reopen")
-        if reopener is not None:
-            if not self.slot() or not self.move(
-                path, tenant, reopener, area, final, "reopen", cells, before
-            ):
-                return
-            taken.append((final.id, before.id, "reopen"))
-            role = self.mover(cells, area, before, "advance")
-            if role is None or not self.slot():
-                return
-            if not self.move(path, tenant, role, area, before, "advance", cells, final):
-                return
-            taken.append((before.id, final.id, "advance"))
-        self.check_history(path, tenant, final, taken)
+        if self.forward(walk, pool) and self.past_the_end_and_back(walk):
+            self.check_history(walk)
 
-    def mover(self, cells: frozenset[Cell], area: Area, phase: Phase, action: str) -> str | None:
+    def forward(self, walk: Walk, pool: ThreadPoolExecutor) -> bool:
+        """Per phase: an advance by a role the policy refuses (403), then two racing advances."""
+        area, roles = walk.area, self.workflow.roles
+        for phase, following in zip(area.phases, area.phases[1:], strict=False):
+            refusing = (
+                r.id for r in roles if (r.id, area.id, phase.id, "advance") not in walk.cells
+            )
+            refused = next(refusing, None)
+            if refused is not None and not (
+                self.slot() and self.move(walk, refused, phase, "advance", None)
+            ):
+                return False
+            role = self.mover(walk, phase, "advance")
+            if role is None or not self.slot() or not self.race(pool, walk, role, phase, following):
+                return False
+            walk.taken.append((phase.id, following.id, "advance"))
+        return True
+
+    def past_the_end_and_back(self, walk: Walk) -> bool:
+        """An advance at the final phase (409), then a reopen and an advance, if a role may."""
+        final, before = walk.area.phases[-1], walk.area.phases[-2]
+        some_staff = walk.area.phases[0].responsible or self.workflow.roles[0].id
+        if not (self.slot() and self.move(walk, some_staff, final, "advance", None)):
+            return False
+        reopener = self.mover(walk, final, "reopen")
+        if reopener is None:
+            return True
+        if not (self.slot() and self.move(walk, reopener, final, "reopen", before)):
+            return False
+        walk.taken.append((final.id, before.id, "reopen"))
+        role = self.mover(walk, before, "advance")
+        if role is None or not self.slot() or not self.move(walk, role, before, "advance", final):
+            return False
+        walk.taken.append((before.id, final.id, "advance"))
+        return True
+
+    def mover(self, walk: Walk, phase: Phase, action: str) -> str | None:
         """A role the tenant's rows let take `action` in `phase`: the responsible one first."""
         roles = [phase.responsible] if phase.responsible else []
         roles += [r.id for r in self.workflow.roles]
-        return next((r for r in roles if (r, area.id, phase.id, action) in cells), None)
+        return next((r for r in roles if (r, walk.area.id, phase.id, action) in walk.cells), None)
 
-    def move(
-        self,
-        path: str,
-        tenant: str,
-        role: str,
-        area: Area,
-        phase: Phase,
-        action: str,
-        cells: frozenset[Cell],
-        to: Phase | None,
-    ) -> bool:
+    def move(self, walk: Walk, role: str, phase: Phase, action: str, to: Phase | None) -> bool:
         """One advance or reopen of an assessment in `phase`, answered as the policy says."""
-        body = {"tenant": tenant, "role": role, "actor": ACTOR, "expected_phase": phase.id}
+        body = walk.body(role, phase)
         if action == "reopen":
             body["reason"] = REASON
-        expect = expected_status(cells, role, area, phase, action)
+        expect = expected_status(walk.cells, role, walk.area, phase, action)
         refusal = {403: "403 not allowed", 409: f"409 {action} past the end"}.get(expect, "")
-        return self.post(action, f"{path}/{action}", body, expect, to, refusal)
+        return self.post(action, f"{walk.path}/{action}", body, expect, to, refusal)
 
     def race(
-        self,
-        pool: ThreadPoolExecutor,
-        path: str,
-        tenant: str,
-        role: str,
-        phase: Phase,
-        following: Phase,
+        self, pool: ThreadPoolExecutor, walk: Walk, role: str, phase: Phase, following: Phase
     ) -> bool:
         """Two identical advances at once, both expecting `phase`: one 200, one 409."""
-        body = {"tenant": tenant, "role": role, "actor": ACTOR, "expected_phase": phase.id}
-        timeout = self.options.timeout
+        path, body, timeout = f"{walk.path}/advance", walk.body(role, phase), self.options.timeout
         futures = [
-            pool.submit(self.server.post_json, f"{path}/advance", body, self.key, timeout)
-            for _ in range(2)
+            pool.submit(self.server.post_json, path, body, self.key, timeout) for _ in range(2)
         ]
         replies: list[Reply] = []
         for future in futures:
@@ -545,7 +531,7 @@ class Trickle:
             try:
                 replies.append(future.result())
             except OSError as error:
-                self.fail("advance", f"{path}/advance: {error!r}")
+                self.fail("advance", f"{path}: {error!r}")
         if len(replies) < 2:
             return False
         statuses = sorted(r.status for r in replies)
@@ -583,13 +569,12 @@ class Trickle:
         self.tally.refused[refusal or str(reply.status)] += 1
         return True
 
-    def check_history(
-        self, path: str, tenant: str, final: Phase, taken: list[tuple[str, str, str]]
-    ) -> None:
+    def check_history(self, walk: Walk) -> None:
         """GET the assessment: in the final phase, its history exactly the moves made."""
+        path, final = walk.path, walk.area.phases[-1]
         try:
             reply = self.server.request(
-                "GET", f"{path}?tenant={tenant}", headers=api_headers(self.key)
+                "GET", f"{path}?tenant={walk.tenant}", headers=api_headers(self.key)
             )
         except OSError as error:
             self.fail("history", f"{path}: {error!r}")
@@ -599,8 +584,8 @@ class Trickle:
             return
         data = reply.json()
         history = [(h["from_phase"], h["to_phase"], h["action"]) for h in data["history"]]
-        if data["phase"] != final.id or history != taken:
-            self.fail("history", f"{path}: {data['phase']}, {history} after {taken}")
+        if data["phase"] != final.id or history != walk.taken:
+            self.fail("history", f"{path}: {data['phase']}, {history} after {walk.taken}")
 
     # the policy saves through the admin form
 
@@ -643,10 +628,6 @@ class Trickle:
     def fail(self, kind: str, message: str) -> bool:
         self.failed += 1
         return self.tally.fail(kind, message)
-
-
-def _cell(role: str, area: Area, phase: Phase) -> Cell:
-    return (role, area.id, phase.id, "advance")
 
 
 def _phase(reply: Reply) -> Any:

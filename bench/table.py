@@ -5,6 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
+def columns(header: str) -> tuple[str, ...]:
+    """The column names of a Markdown header row, "| a | b |" -> ("a", "b")."""
+    return tuple(name.strip() for name in header.strip().strip("|").split("|"))
+
+
 def render(columns: Sequence[str], rows: Sequence[Sequence[str]], legend: Sequence[str]) -> str:
     """A Markdown table of `rows` under `columns`, a blank line, then the legend's lines."""
     widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(columns)]
