@@ -40,10 +40,12 @@ def store_args(
     return backends(made, args.backend), tenant_counts(made, args.tenants), args.quick
 
 
-def parser(module: str, doc: str | None) -> argparse.ArgumentParser:
+def parser(
+    module: str, doc: str | None, quick: str = "a tiny, fast run (for tests)"
+) -> argparse.ArgumentParser:
     """A parser for `python -m <module>`, described by the module's docstring, with --quick."""
     made = argparse.ArgumentParser(prog=f"python -m {module}", description=doc)
-    made.add_argument("--quick", action="store_true", help="a tiny, fast run (for tests)")
+    made.add_argument("--quick", action="store_true", help=quick)
     return made
 
 

@@ -217,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def parse_args(argv: Sequence[str] | None) -> Options:
     """Options from the command line."""
-    parser = cli.parser("bench.soak", __doc__)
+    parser = cli.parser("bench.soak", __doc__, quick="a ~20 s run (for tests)")
     parser.add_argument("--minutes", type=float, help="length of the load (default 10)")
     cli.add_backend(parser, both=False)
     args = parser.parse_args(argv)
