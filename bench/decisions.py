@@ -15,54 +15,34 @@ Every column's answers are checked against the generated policy; a disagreement 
 
 from __future__ import annotations
 
-import argparse
 import gc
 import random
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any
 
 import casbin
 from casbin_sqlalchemy_adapter import Adapter
 from casbin_sqlalchemy_adapter.adapter import Filter
 from sqlalchemy import Engine, create_engine
 
-from bench.store import BACKENDS, Content, Store, postgres_available, temporary_store
+from bench import cli, internals, table
+from bench.cli import Progress
+from bench.internals import Cell, Local, Question, Row
+from bench.store import BACKENDS, Content, Store, temporary_store
 from bench.timing import Run, interleaved, per_call, prepare, timed
-from service.config import load_config
-from service.db import Database
-from service.decisions import Question, decide_one
-from service.keys import Key
-from service.policies import PolicyEngine
-from service.workflows import Cell, Row, Workflow, load_workflow
 
 TARGET_A_OVER_B = 20.0
 TARGET_A_OVER_C = 2.0
 TARGET_SCALING = 1.3
-COLUMNS = (
-    "tenants",
-    "rows",
-    "backend",
-    "a-all load s",
-    "a-all µs",
-    "a µs",
-    "b µs",
-    "b-miss µs",
-    "c µs",
-    "d µs",
-    f"a/b (≥{TARGET_A_OVER_B:g})",
-    f"a/c (≥{TARGET_A_OVER_C:g})",
-    f"b(N)/b(1) (≤{TARGET_SCALING:g})",
-    f"c(N)/c(1) (≤{TARGET_SCALING:g})",
-    "answers checked",
+COLUMNS = table.columns(
+    "| tenants | rows | backend | a-all load s | a-all µs | a µs | b µs | b-miss µs "
+    f"| c µs | d µs | a/b (≥{TARGET_A_OVER_B:g}) | a/c (≥{TARGET_A_OVER_C:g}) "
+    f"| b(N)/b(1) (≤{TARGET_SCALING:g}) | c(N)/c(1) (≤{TARGET_SCALING:g}) "
+    "| answers checked |"
 )
-Progress = Callable[[str], None]
-
-BENCH_KEY = Key(0, "bench", None)
-"""An all-tenant key: the in-process decision path checks it as the API does."""
 
 
 @dataclass(frozen=True)
@@ -85,21 +65,18 @@ class Options:
     assessments_per_tenant: int = 20
     seed: str = "decisions"
 
-    @classmethod
-    def quick(cls, backends: tuple[str, ...], tenant_counts: tuple[int, ...]) -> Options:
-        """A tiny run for tests: a few tenants' worth of requests, short runs."""
-        return cls(
-            backends=backends,
-            tenant_counts=tenant_counts,
-            working_set=10,
-            mix=200,
-            misses=5,
-            seconds=0.005,
-            runs=3,
-            stock_mix=10,
-            stock_runs=1,
-            assessments_per_tenant=5,
-        )
+
+QUICK: dict[str, Any] = {
+    "working_set": 10,
+    "mix": 200,
+    "misses": 5,
+    "seconds": 0.005,
+    "runs": 3,
+    "stock_mix": 10,
+    "stock_runs": 1,
+    "assessments_per_tenant": 5,
+}
+"""A tiny run for tests: a few tenants' worth of requests, short runs."""
 
 
 @dataclass(frozen=True)
@@ -149,10 +126,9 @@ class Bench:
 
     store: Store
     options: Options
-    db: Database
-    engine: PolicyEngine
+    local: Local
     casbin_engine: Engine
-    model_path: Path
+    model_path: str
     mix: Mix
 
 
@@ -166,63 +142,33 @@ class Prepared:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse the command line, measure every store, print the table; 1 if any answer disagreed."""
-    options = parse_args(argv)
-    results = run(options, progress=_stderr_progress())
-    print(render(results, options))
-    return 1 if any(r.disagreements for r in results) else 0
-
-
-def _stderr_progress() -> Progress:
-    """Progress lines on stderr with the seconds elapsed, so stdout holds only the table."""
-    start = time.monotonic()
-    return lambda line: print(f"[{time.monotonic() - start:6.1f}s] {line}", file=sys.stderr)
+    """Measure every store, print the table; 1 if any answer disagreed."""
+    return cli.main(parse_args(argv), run, render, lambda rs: any(r.disagreements for r in rs))
 
 
 def parse_args(argv: Sequence[str] | None) -> Options:
     """Options from the command line; PostgreSQL is dropped from `both` when it is unreachable."""
-    parser = argparse.ArgumentParser(prog="python -m bench.decisions", description=__doc__)
-    parser.add_argument("--backend", choices=(*BACKENDS, "both"), default="both")
-    parser.add_argument("--tenants", default="1,10000", help="comma-separated tenant counts")
-    parser.add_argument("--quick", action="store_true", help="a tiny, fast run (for tests)")
-    args = parser.parse_args(argv)
-    try:
-        counts = tuple(sorted({int(n) for n in args.tenants.split(",")}))
-    except ValueError:
-        parser.error(f"--tenants must be comma-separated integers, got {args.tenants!r}")
-    if counts[0] < 1:
-        parser.error("--tenants must be positive")
-    backends = BACKENDS if args.backend == "both" else (args.backend,)
-    if "postgres" in backends and not postgres_available():
-        if args.backend == "postgres":
-            parser.error("PostgreSQL is not reachable (set WORKFLOW_AUTHZ_BENCH_PG_URL)")
-        print("PostgreSQL is not reachable: measuring SQLite only.", file=sys.stderr)
-        backends = ("sqlite",)
-    return Options.quick(backends, counts) if args.quick else Options(backends, counts)
+    backends, counts, quick = cli.store_args("bench.decisions", __doc__, argv, "1,10000")
+    return cli.given(Options(backends, counts), QUICK if quick else {})
 
 
 def run(options: Options, progress: Progress = lambda _: None) -> list[Result]:
     """Measure every backend in turn; one result per backend and tenant count."""
-    settings = load_config()
-    workflow = load_workflow(Path(settings["POLICY_DIR"]) / "workflow.toml")
-    model_path = Path(settings["MODEL_PATH"])
     results: list[Result] = []
     for backend in options.backends:
-        results += run_backend(backend, options, workflow, model_path, progress)
+        results += run_backend(backend, options, progress)
     return results
 
 
-def run_backend(
-    backend: str, options: Options, workflow: Workflow, model_path: Path, progress: Progress
-) -> list[Result]:
+def run_backend(backend: str, options: Options, progress: Progress) -> list[Result]:
     """Every tenant count's store side by side, their timed runs interleaved, then removed."""
     with ExitStack() as stack:
         prepared = []
         for count in options.tenant_counts:
             progress(f"{backend}, {count} tenants: populating the store")
-            content = Content(workflow, count, options.assessments_per_tenant)
+            content = Content(internals.workflow(), count, options.assessments_per_tenant)
             store = stack.enter_context(temporary_store(backend, content))
-            bench = stack.enter_context(open_bench(store, options, model_path, workflow))
+            bench = stack.enter_context(open_bench(store, options))
             progress(f"{backend}, {count} tenants: answering the mix with every column")
             prepared.append(prepare_columns(bench))
         progress(f"{backend}: timing {options.runs} interleaved rounds")
@@ -244,38 +190,28 @@ def run_backend(
         return results
 
 
-def cache_capacity() -> int:
-    """The policy cache size a production process uses (POLICY_CACHE_TENANTS), used as is."""
-    capacity: int = load_config()["POLICY_CACHE_TENANTS"]
-    return capacity
-
-
 @contextmanager
-def open_bench(
-    store: Store, options: Options, model_path: Path, workflow: Workflow
-) -> Iterator[Bench]:
-    """The service's database and engine and a plain engine for casbin, closed afterwards."""
-    db = Database(store.url, pool_size=2)
+def open_bench(store: Store, options: Options) -> Iterator[Bench]:
+    """The service's store and engine and a plain engine for casbin, closed afterwards."""
+    local = Local.open(store.url, pool_size=2, capacity=internals.cache_capacity())
     casbin_engine = create_engine(store.url)
-    engine = PolicyEngine.from_settings(
-        db, load_config() | {"POLICY_CACHE_TENANTS": cache_capacity()}
-    )
-    mix = make_mix(store.content, options, workflow)
+    mix = make_mix(store.content, options)
     try:
-        yield Bench(store, options, db, engine, casbin_engine, model_path, mix)
+        yield Bench(store, options, local, casbin_engine, str(internals.model_path()), mix)
     finally:
         casbin_engine.dispose()
-        db.dispose()
+        local.close()
 
 
 def prepare_columns(bench: Bench) -> Prepared:
     """Answer the whole mix with each interleaved column (the warm-up) and size its runs."""
-    mix, seconds = bench.mix, bench.options.seconds
+    mix, seconds, local = bench.mix, bench.options.seconds, bench.local
+    versions = dict.fromkeys(bench.store.content.names(), 1)
     done = {
         "a": prepare(raw_column(bench), mix.requests, seconds=seconds),
-        "b": prepare(engine_column(bench), mix.requests, seconds=seconds),
-        "b-miss": prepare(miss_column(bench), mix.misses, seconds=seconds),
-        "c": prepare(full_column(bench), mix.questions, seconds=seconds),
+        "b": prepare(local.cell_decider(versions), mix.requests, seconds=seconds),
+        "b-miss": prepare(local.cold_cell_decider(), mix.misses, seconds=seconds),
+        "c": prepare(local.decide, mix.questions, seconds=seconds),
         "d": prepare(floor_column(bench), mix.requests, seconds=seconds),
     }
     runs = {name: run for name, (_, run) in done.items()}
@@ -313,23 +249,23 @@ def disagreements(answers: dict[str, tuple[bool, ...]]) -> tuple[str, ...]:
 # -- the request mix -----------------------------------------------------------------------------
 
 
-def make_mix(content: Content, options: Options, workflow: Workflow) -> Mix:
+def make_mix(content: Content, options: Options) -> Mix:
     """A seeded random mix: working-set tenants x every matrix cell, their assessments, misses."""
     rng = random.Random(f"{options.seed}:{content.tenants}")
     working = rng.sample(range(content.tenants), min(options.working_set, content.tenants))
     outside = sorted(set(range(content.tenants)) - set(working)) or working
-    cells = {i: content.cells(i) for i in {*working, *outside[: options.misses]}}
-    requests = _requests(rng, content, working, workflow.cells(), options.mix)
-    misses = _requests(rng, content, outside[: options.misses], workflow.cells(), options.misses)
-    questions, in_phase = _questions(rng, content, working, workflow, options.mix)
+    cells = content.workflow.cells()
+    requests = _requests(rng, content, working, cells, options.mix)
+    misses = _requests(rng, content, outside[: options.misses], cells, options.misses)
+    asked = [content.question(rng, rng.choice(working)) for _ in range(options.mix)]
     return Mix(
         requests,
-        questions,
+        [internals.question(**body) for body, _ in asked],
         misses,
         {
-            "requests": _allowed(content, cells, requests),
-            "misses": _allowed(content, cells, misses),
-            "questions": _allowed(content, cells, in_phase),
+            "requests": _allowed(content, requests),
+            "misses": _allowed(content, misses),
+            "questions": tuple(expected for _, expected in asked),
         },
     )
 
@@ -341,27 +277,12 @@ def _requests(
     return [(content.tenant(rng.choice(tenants)), *rng.choice(cells)) for _ in range(count)]
 
 
-def _questions(
-    rng: random.Random, content: Content, tenants: list[int], workflow: Workflow, count: int
-) -> tuple[list[Question], list[Row]]:
-    """Questions about random assessments, and the 5-tuple each should be decided as."""
-    assessments = {i: content.assessments(i) for i in tenants}
-    roles = [r.id for r in workflow.roles]
-    questions, rows = [], []
-    for _ in range(count):
-        found = rng.choice(assessments[rng.choice(tenants)])
-        role, action = rng.choice(roles), rng.choice(workflow.actions)
-        questions.append(Question(found.tenant, role, action, assessment=found.id))
-        rows.append((found.tenant, role, found.area, found.phase, action))
-    return questions, rows
-
-
-def _allowed(
-    content: Content, cells: dict[int, frozenset[Cell]], rows: list[Row]
-) -> tuple[bool, ...]:
+def _allowed(content: Content, rows: list[Row]) -> tuple[bool, ...]:
     """The generated policy's answer for each row (the truth every column is checked against)."""
-    index = {content.tenant(i): i for i in cells}
-    return tuple((r[1], r[2], r[3], r[4]) in cells[index[r[0]]] for r in rows)
+    asked = {r[0] for r in rows}
+    index = {content.tenant(i): i for i in range(content.tenants)}
+    cells = {tenant: content.cells(i) for tenant, i in index.items() if tenant in asked}
+    return tuple((r[1], r[2], r[3], r[4]) in cells[r[0]] for r in rows)
 
 
 # -- the columns ---------------------------------------------------------------------------------
@@ -370,7 +291,7 @@ def _allowed(
 def raw_enforcer(bench: Bench, tenant: str) -> casbin.Enforcer:
     """What a user writes: an Enforcer on model.conf with the adapter, filtered to one tenant."""
     adapter = Adapter(bench.casbin_engine, filtered=True, create_all_models=False)
-    enforcer = casbin.Enforcer(str(bench.model_path), adapter)
+    enforcer = casbin.Enforcer(bench.model_path, adapter)
     wanted = Filter()
     wanted.ptype, wanted.v0 = ["p"], [tenant]  # instance attributes: Filter's lists are shared
     enforcer.load_filtered_policy(wanted)
@@ -388,38 +309,6 @@ def raw_column(bench: Bench) -> Callable[[Row], bool]:
     return enforce
 
 
-def engine_column(bench: Bench) -> Callable[[Row], bool]:
-    """(b): engine.decide for the 5-tuple with the tenant's version in hand (cache warm)."""
-    engine, versions = bench.engine, dict.fromkeys(bench.store.content.names(), 1)
-
-    def decide(r: Row) -> bool:
-        return engine.decide(*r, version=versions[r[0]]).allowed
-
-    return decide
-
-
-def miss_column(bench: Bench) -> Callable[[Row], bool]:
-    """(b-miss): engine.decide when the tenant is not resident, so its rows are read first."""
-    engine = bench.engine
-
-    def decide_cold(r: Row) -> bool:
-        engine.forget(r[0])
-        return engine.decide(*r, version=1).allowed
-
-    return decide_cold
-
-
-def full_column(bench: Bench) -> Callable[[Question], bool]:
-    """(c): the full decision for an assessment id: read transaction, state lookup, policy."""
-    db, engine = bench.db, bench.engine
-
-    def full(q: Question) -> bool:
-        with db.read() as conn:
-            return decide_one(conn, engine, BENCH_KEY, q).decision.allowed
-
-    return full
-
-
 def floor_column(bench: Bench) -> Callable[[Row], bool]:
     """(d): membership of the 5-tuple in a frozenset of every row in the store."""
     content = bench.store.content
@@ -434,7 +323,7 @@ def floor_column(bench: Bench) -> Callable[[Row], bool]:
 def measure_stock(bench: Bench) -> tuple[float, float, list[bool]]:
     """(a-all): the stock Enforcer loading every tenant's rows; load seconds, µs, answers."""
     adapter = Adapter(bench.casbin_engine, create_all_models=False)
-    enforcer, load_s = timed(lambda: casbin.Enforcer(str(bench.model_path), adapter))
+    enforcer, load_s = timed(lambda: casbin.Enforcer(bench.model_path, adapter))
 
     def enforce(r: Row) -> bool:
         allowed: bool = enforcer.enforce(*r)
@@ -451,11 +340,7 @@ def measure_stock(bench: Bench) -> tuple[float, float, list[bool]]:
 
 def render(results: Sequence[Result], options: Options) -> str:
     """One table, a row per store, then the legend and how each figure was taken."""
-    rows = [_cells(r, _base(results, r)) for r in results]
-    widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(COLUMNS)]
-    lines = [_line(COLUMNS, widths), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    lines += [_line(row, widths) for row in rows]
-    return "\n".join([*lines, "", *_legend(options)])
+    return table.render(COLUMNS, [_cells(r, _base(results, r)) for r in results], _legend(options))
 
 
 def _base(results: Sequence[Result], result: Result) -> Result | None:
@@ -472,25 +357,16 @@ def _cells(r: Result, base: Result | None) -> list[str]:
         r.backend,
         f"{r.stock_load_s:.2f}",
         *(_us(us[col]) for col in ("a-all", "a", "b", "b-miss", "c", "d")),
-        _judge(us["a"] / us["b"], TARGET_A_OVER_B, at_least=True),
-        _judge(us["a"] / us["c"], TARGET_A_OVER_C, at_least=True),
-        _judge(us["b"] / base.us["b"], TARGET_SCALING, at_least=False) if base else "—",
-        _judge(us["c"] / base.us["c"], TARGET_SCALING, at_least=False) if base else "—",
+        table.at_least(us["a"] / us["b"], TARGET_A_OVER_B),
+        table.at_least(us["a"] / us["c"], TARGET_A_OVER_C),
+        table.at_most(us["b"] / base.us["b"], TARGET_SCALING) if base else "—",
+        table.at_most(us["c"] / base.us["c"], TARGET_SCALING) if base else "—",
         "; ".join(r.disagreements) or f"{r.checked:,}, all agree",
     ]
 
 
 def _us(value: float) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:.2f}"
-
-
-def _judge(ratio: float, target: float, *, at_least: bool) -> str:
-    met = ratio >= target if at_least else ratio <= target
-    return f"{ratio:.2f} {'met' if met else 'MISSED'}"
-
-
-def _line(cells: Sequence[str], widths: Sequence[int]) -> str:
-    return "| " + " | ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True)) + " |"
 
 
 def _legend(options: Options) -> list[str]:
@@ -508,7 +384,7 @@ def _legend(options: Options) -> list[str]:
         "d: frozenset membership of the 5-tuple among every row (floor).",
         f"Mix: {options.mix} requests over a working set of up to {options.working_set} tenants x "
         "every matrix cell (allows and denies); as many random assessments; seeded.",
-        f"Policy cache capacity: {cache_capacity()} tenants (the service default, "
+        f"Policy cache capacity: {internals.cache_capacity()} tenants (the service default, "
         "POLICY_CACHE_TENANTS): the working set is resident, so b and c are steady-state hits.",
         "a/b and a/c use the filtered enforcer (a); b(N)/b(1) and c(N)/c(1) compare each row "
         "with the same backend's 1-tenant row. Every answer is checked against the policy.",

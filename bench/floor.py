@@ -2,8 +2,8 @@
 
 bench/http.py compares POST /authorize with GET /bench/constant served by this module, which
 builds the app with service.create_app() (same hooks, error handlers, metrics) and runs it with
-service.server.run (same gunicorn options), so the only difference is what the view does. The
-route lives here, in bench code: the service itself has no such endpoint.
+gunicorn exactly as `workflow-authz serve` does, so the only difference is what the view does.
+The route lives here, in bench code: the service itself has no such endpoint.
 
     python -m bench.floor --host 127.0.0.1 --port 8081 --workers 4
 """
@@ -14,11 +14,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 from typing import Any
-from unittest import mock
 
 from flask import Flask, Response, jsonify
 
-from service import create_app, server
+from bench.internals import create_app, serve
 
 PATH = "/bench/constant"
 CONSTANT: dict[str, Any] = {
@@ -48,14 +47,6 @@ def create_floor_app() -> Flask:
     return app
 
 
-class _FloorServer(server._Server):
-    """service.server's gunicorn application, loading the floor app instead of the plain one."""
-
-    def load(self) -> Flask:
-        """The app each worker serves."""
-        return create_floor_app()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve the floor app with exactly the options `workflow-authz serve` uses."""
     parser = argparse.ArgumentParser(prog="python -m bench.floor", description=__doc__)
@@ -63,10 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8081)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
-    # server.run builds its options and then instantiates the module's _Server: swapping that
-    # class for the duration keeps every gunicorn setting identical to `serve`'s.
-    with mock.patch.object(server, "_Server", _FloorServer):
-        server.run(args.host, args.port, args.workers)
+    serve(create_floor_app, args.host, args.port, args.workers)
     return 0
 
 

@@ -14,47 +14,33 @@ Figures: requests/s and p50/p99 latency from wrk; decisions/s; authorize/constan
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
-import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from bench import cli, internals, table, wrk
+from bench.cli import Progress
 from bench.floor import PATH as CONSTANT_PATH
-from bench.server import Server, api_headers, create_api_key, serving
-from bench.store import BACKENDS, Content, Store, postgres_available, temporary_store
-from service.config import load_config
-from service.workflows import Workflow, load_workflow
+from bench.server import Server, api_headers, create_api_key, serving, wrong_answers
+from bench.store import BACKENDS, Body, Content, Store, temporary_store
+from bench.wrk import Load, WrkResult
 
-WRK = "/usr/bin/wrk"
 TARGET_FLOOR_RATIO = 0.6
 TARGET_BATCH_RATIO = 10.0
-MARKER = "WRK_RESULT "
 FLOOR_COMMAND = (sys.executable, "-m", "bench.floor")
-COLUMNS = (
-    "endpoint",
-    "backend",
-    "workers",
-    "conns",
-    "requests",
-    "req/s",
-    "decisions/s",
-    "p50 ms",
-    "p99 ms",
-    "errors",
-    f"vs constant (≥{TARGET_FLOOR_RATIO:g})",
-    f"batch/single (≥{TARGET_BATCH_RATIO:g})",
+COLUMNS = table.columns(
+    "| endpoint | backend | workers | conns | requests | req/s | decisions/s "
+    f"| p50 ms | p99 ms | errors | vs constant (≥{TARGET_FLOOR_RATIO:g}) "
+    f"| batch/single (≥{TARGET_BATCH_RATIO:g}) |"
 )
-
-Body = dict[str, Any]
+Question = tuple[Body, bool]
+"""A POST /authorize body and the answer the generated policy gives it."""
 
 
 @dataclass(frozen=True)
@@ -80,39 +66,21 @@ class Options:
     """Single questions whose answers are checked against the generated policy before timing."""
     seed: str = "http"
 
-    @classmethod
-    def quick(cls, backends: tuple[str, ...]) -> Options:
-        """A tiny run for tests: few tenants, one-second wrk runs."""
-        return cls(
-            backends=backends,
-            tenants=5,
-            working_set=5,
-            assessments_per_tenant=5,
-            workers=1,
-            connections=2,
-            duration=1.0,
-            rounds=1,
-            warmup=0.0,
-            bodies=50,
-            batches=5,
-            checked=10,
-        )
 
-
-@dataclass(frozen=True)
-class WrkResult:
-    """What wrk measured in one timed run (or the median of several)."""
-
-    requests: int
-    seconds: float
-    errors: int
-    p50_us: float
-    p99_us: float
-
-    @property
-    def per_second(self) -> float:
-        """Requests answered per second."""
-        return self.requests / self.seconds
+QUICK: dict[str, Any] = {
+    "tenants": 5,
+    "working_set": 5,
+    "assessments_per_tenant": 5,
+    "workers": 1,
+    "connections": 2,
+    "duration": 1.0,
+    "rounds": 1,
+    "warmup": 0.0,
+    "bodies": 50,
+    "batches": 5,
+    "checked": 10,
+}
+"""A tiny run for tests: few tenants, one-second wrk runs."""
 
 
 @dataclass(frozen=True)
@@ -132,16 +100,6 @@ class Row:
 
 
 @dataclass(frozen=True)
-class Load:
-    """A wrk load: method, path, headers and the bodies wrk cycles through."""
-
-    method: str
-    path: str
-    headers: dict[str, str]
-    bodies: tuple[str, ...] = ("",)
-
-
-@dataclass(frozen=True)
 class Endpoint:
     """One row's target: a running server, the wrk script that loads it, what it decides."""
 
@@ -157,46 +115,32 @@ class Endpoint:
 class Mix:
     """Generated questions with the answers the generated policy gives them."""
 
-    singles: list[tuple[Body, bool]]
-    batches: list[list[tuple[Body, bool]]]
+    singles: list[Question]
+    batches: list[list[Question]]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run every row, print the table; 1 if any checked answer was wrong or any request failed."""
-    options = parse_args(argv)
-    rows = run(options, progress=lambda line: print(line, file=sys.stderr, flush=True))
-    print(render(rows, options))
-    return 1 if any(r.wrong_answers or r.wrk.errors for r in rows) else 0
+    return cli.main(
+        parse_args(argv), run, render, lambda rs: any(r.wrong_answers or r.wrk.errors for r in rs)
+    )
 
 
 def parse_args(argv: Sequence[str] | None) -> Options:
     """Options from the command line; PostgreSQL is dropped from `both` when unreachable."""
-    parser = argparse.ArgumentParser(prog="python -m bench.http", description=__doc__)
-    parser.add_argument("--backend", choices=(*BACKENDS, "both"), default="both")
+    parser = cli.parser("bench.http", __doc__)
+    cli.add_backend(parser)
     parser.add_argument("--workers", type=int, help="gunicorn sync workers (default 4)")
     parser.add_argument("--connections", type=int, help="wrk connections (default 8)")
     parser.add_argument("--duration", type=float, help="seconds per timed wrk run (default 5)")
     parser.add_argument("--rounds", type=int, help="timed runs per row, interleaved (default 3)")
     parser.add_argument("--tenants", type=int, help="tenants in the store (default 1000)")
-    parser.add_argument("--quick", action="store_true", help="a tiny, fast run (for tests)")
     args = parser.parse_args(argv)
-    if not Path(WRK).exists():
-        parser.error(f"{WRK} is missing: install Debian's wrk (apt-get install wrk)")
-    backends = BACKENDS if args.backend == "both" else (args.backend,)
-    if "postgres" in backends and not postgres_available():
-        if args.backend == "postgres":
-            parser.error("PostgreSQL is not reachable (set WORKFLOW_AUTHZ_BENCH_PG_URL)")
-        print("PostgreSQL is not reachable: measuring SQLite only.", file=sys.stderr)
-        backends = ("sqlite",)
-    options = Options.quick(backends) if args.quick else Options(backends)
-    given = {
-        "workers": args.workers,
-        "connections": args.connections,
-        "duration": args.duration,
-        "rounds": args.rounds,
-        "tenants": args.tenants,
-    }
-    options = replace(options, **{k: v for k, v in given.items() if v is not None})
+    cli.require_wrk(parser)
+    options = Options(cli.backends(parser, args.backend))
+    options = cli.given(options, QUICK if args.quick else {})
+    names = ("workers", "connections", "duration", "rounds", "tenants")
+    options = cli.given(options, {name: getattr(args, name) for name in names})
     if min(options.workers, options.connections, options.rounds, options.duration) <= 0:
         parser.error("--workers, --connections, --rounds and --duration must be positive")
     if options.tenants < 1:
@@ -204,13 +148,12 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     return replace(options, working_set=min(options.working_set, options.tenants))
 
 
-def run(options: Options, progress: Callable[[str], None] = lambda _: None) -> list[Row]:
+def run(options: Options, progress: Progress = lambda _: None) -> list[Row]:
     """Start every server (the floor, one per backend), then time them in interleaved rounds."""
     # Every server stays up for the whole run and only one is loaded at a time, so a burst of
     # load from elsewhere on this machine lands on every row alike instead of skewing one ratio.
-    workflow = load_workflow(Path(load_config()["POLICY_DIR"]) / "workflow.toml")
-    content = Content(workflow, options.tenants, options.assessments_per_tenant)
-    mix = make_mix(content, workflow, options)
+    content = Content(internals.workflow(), options.tenants, options.assessments_per_tenant)
+    mix = make_mix(content, options)
     with ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="wa_wrk_")))
         endpoints: list[Endpoint] = []
@@ -227,32 +170,19 @@ def run(options: Options, progress: Callable[[str], None] = lambda _: None) -> l
         return measure(endpoints, options, progress)
 
 
-# -- the request mix -----------------------------------------------------------------------------
-
-
-def make_mix(content: Content, workflow: Workflow, options: Options) -> Mix:
+def make_mix(content: Content, options: Options) -> Mix:
     """Single questions over a working set of tenants; batches each about one of those tenants."""
     rng = random.Random(f"{options.seed}:{content.tenants}")
     working = rng.sample(range(content.tenants), options.working_set)
-    singles = [question(rng, content, workflow, rng.choice(working)) for _ in range(options.bodies)]
+    singles = [content.question(rng, rng.choice(working)) for _ in range(options.bodies)]
     batches = []
     for _ in range(options.batches):
         index = rng.choice(working)
-        batches.append([question(rng, content, workflow, index) for _ in range(options.batch_size)])
+        batches.append([content.question(rng, index) for _ in range(options.batch_size)])
     return Mix(singles, batches)
 
 
-def question(
-    rng: random.Random, content: Content, workflow: Workflow, index: int
-) -> tuple[Body, bool]:
-    """A random role and action about a random assessment of tenant `index`, and its answer."""
-    found = rng.choice(content.assessments(index))
-    role, action = rng.choice(workflow.roles).id, rng.choice(workflow.actions)
-    body = {"tenant": found.tenant, "role": role, "action": action, "assessment": found.id}
-    return body, (role, found.area, found.phase, action) in content.cells(index)
-
-
-def batch_body(items: Sequence[tuple[Body, bool]]) -> Body:
+def batch_body(items: Sequence[Question]) -> dict[str, Any]:
     """A POST /authorize/batch body: each question with an id."""
     return {"requests": [{"id": f"q{i}", **body} for i, (body, _) in enumerate(items)]}
 
@@ -264,7 +194,7 @@ def floor_endpoint(server: Server, folder: Path) -> Endpoint:
     """GET /bench/constant on the floor server, whose answer is checked once."""
     reply = server.request("GET", CONSTANT_PATH)
     wrong = 0 if reply.status == 200 and reply.json().get("allowed") is True else 1
-    script = write_script(folder / "constant.lua", Load("GET", CONSTANT_PATH, {}))
+    script = wrk.write_script(folder / "constant.lua", Load("GET", CONSTANT_PATH, {}))
     return Endpoint("constant", "—", server, script, 1, wrong)
 
 
@@ -273,169 +203,56 @@ def backend_endpoints(
 ) -> list[Endpoint]:
     """POST /authorize and /authorize/batch on the store's server, a sample of answers checked."""
     key = create_api_key(store.url)
-    headers = api_headers(key)
-    wrong = check_singles(server, key, mix.singles[: options.checked])
+    headers, backend = api_headers(key), store.backend
+    wrong = wrong_answers(server, key, mix.singles[: options.checked])
     wrong_batch = sum(check_batch(server, key, items) for items in mix.batches[:3])
     singles = tuple(json.dumps(body) for body, _ in mix.singles)
     batches = tuple(json.dumps(batch_body(items)) for items in mix.batches)
-    single = Load("POST", "/authorize", headers, singles)
-    batch = Load("POST", "/authorize/batch", headers, batches)
-    name = f"batch ×{options.batch_size}"
+    single = wrk.write_script(
+        folder / f"authorize-{backend}.lua", Load("POST", "/authorize", headers, singles)
+    )
+    batch = wrk.write_script(
+        folder / f"batch-{backend}.lua", Load("POST", "/authorize/batch", headers, batches)
+    )
     return [
+        Endpoint("authorize", backend, server, single, 1, wrong),
         Endpoint(
-            "authorize",
-            store.backend,
-            server,
-            write_script(folder / f"authorize-{store.backend}.lua", single),
-            1,
-            wrong,
-        ),
-        Endpoint(
-            name,
-            store.backend,
-            server,
-            write_script(folder / f"batch-{store.backend}.lua", batch),
-            options.batch_size,
-            wrong_batch,
+            f"batch ×{options.batch_size}", backend, server, batch, options.batch_size, wrong_batch
         ),
     ]
 
 
-def write_script(path: Path, load: Load) -> Path:
-    """Write the wrk script of a load; its path."""
-    path.write_text(lua_script(load), encoding="utf-8")
-    return path
-
-
-def measure(
-    endpoints: Sequence[Endpoint], options: Options, progress: Callable[[str], None]
-) -> list[Row]:
+def measure(endpoints: Sequence[Endpoint], options: Options, progress: Progress) -> list[Row]:
     """A warm-up run of each endpoint, then `rounds` rounds with one timed run of each."""
     if options.warmup > 0:
         progress("warm-up: every endpoint")
         for e in endpoints:
-            wrk(e.server, e.script, options.warmup, options)
+            load(e, options.warmup, options)
     timed: list[list[WrkResult]] = [[] for _ in endpoints]
     for number in range(options.rounds):
         progress(f"round {number + 1} of {options.rounds}: every endpoint")
         for e, runs in zip(endpoints, timed, strict=True):
-            runs.append(wrk(e.server, e.script, options.duration, options))
+            runs.append(load(e, options.duration, options))
     return [
-        Row(e.name, e.backend, e.decisions_per_request, median_result(runs), e.wrong_answers)
+        Row(e.name, e.backend, e.decisions_per_request, wrk.median_result(runs), e.wrong_answers)
         for e, runs in zip(endpoints, timed, strict=True)
     ]
 
 
-def median_result(runs: Sequence[WrkResult]) -> WrkResult:
-    """All requests and errors of the runs, with the median rate, p50 and p99 of the runs."""
-    rate = statistics.median(r.per_second for r in runs)
-    requests = sum(r.requests for r in runs)
-    return WrkResult(
-        requests=requests,
-        seconds=requests / rate,
-        errors=sum(r.errors for r in runs),
-        p50_us=statistics.median(r.p50_us for r in runs),
-        p99_us=statistics.median(r.p99_us for r in runs),
-    )
+def load(endpoint: Endpoint, seconds: float, options: Options) -> WrkResult:
+    """One wrk run of `seconds` against the endpoint."""
+    url, script = endpoint.server.url, endpoint.script
+    output = wrk.run(url, script, connections=options.connections, seconds=seconds)
+    return wrk.parse_wrk(output)
 
 
-def check_singles(server: Server, key: str, items: Sequence[tuple[Body, bool]]) -> int:
-    """How many of these questions get another answer than the generated policy's."""
-    wrong = 0
-    for body, expected in items:
-        reply = server.post_json("/authorize", body, key)
-        wrong += reply.status != 200 or reply.json().get("allowed") is not expected
-    return wrong
-
-
-def check_batch(server: Server, key: str, items: Sequence[tuple[Body, bool]]) -> int:
+def check_batch(server: Server, key: str, items: Sequence[Question]) -> int:
     """How many answers of one batch differ from the generated policy's (all, if it failed)."""
     reply = server.post_json("/authorize/batch", batch_body(items), key)
     if reply.status != 200:
         return len(items)
-    results = reply.json()["results"]
-    answers = [r.get("allowed") for r in results]
+    answers = [r.get("allowed") for r in reply.json()["results"]]
     return sum(got is not expected for got, (_, expected) in zip(answers, items, strict=True))
-
-
-def wrk(server: Server, script: Path, seconds: float, options: Options) -> WrkResult:
-    """Run wrk for `seconds` with the script; its figures parsed from the script's summary."""
-    argv = [
-        shutil.which("wrk") or WRK,
-        "--threads",
-        "1",
-        "--connections",
-        str(options.connections),
-        "--duration",
-        f"{max(1, round(seconds))}s",
-        "--timeout",
-        "10s",
-        "--script",
-        str(script),
-        server.url + "/",
-    ]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
-    return parse_wrk(done.stdout)
-
-
-def parse_wrk(output: str) -> WrkResult:
-    """The figures the script's done() printed after MARKER."""
-    for line in output.splitlines():
-        if line.startswith(MARKER):
-            data = json.loads(line.removeprefix(MARKER))
-            errors = sum(data[k] for k in ("connect", "read", "write", "status", "timeout"))
-            return WrkResult(
-                requests=data["requests"],
-                seconds=data["duration_us"] / 1e6,
-                errors=errors,
-                p50_us=data["p50_us"],
-                p99_us=data["p99_us"],
-            )
-    raise RuntimeError(f"wrk printed no summary:\n{output}")
-
-
-def lua_string(text: str) -> str:
-    """A Lua string literal for ASCII text (JSON's escapes are valid Lua escapes then)."""
-    if not text.isascii():
-        raise ValueError("wrk bodies must be ASCII")
-    return json.dumps(text)
-
-
-def lua_script(load: Load) -> str:
-    """A wrk script: every body pre-formatted as a request, cycled; done() prints the figures."""
-    headers = ", ".join(f"[{lua_string(k)}] = {lua_string(v)}" for k, v in load.headers.items())
-    bodies = ",\n".join(lua_string(b) for b in load.bodies)
-    return f"""
-local bodies = {{
-{bodies}
-}}
-local headers = {{ {headers} }}
-local prepared = {{}}
-local n = 0
-
-function init(args)
-  for i, body in ipairs(bodies) do
-    if body == "" then body = nil end
-    prepared[i] = wrk.format({lua_string(load.method)}, {lua_string(load.path)}, headers, body)
-  end
-end
-
-function request()
-  n = n % #prepared + 1
-  return prepared[n]
-end
-
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    '{MARKER}{{"requests": %d, "duration_us": %d, "connect": %d, "read": %d, "write": %d, '
-    .. '"status": %d, "timeout": %d, "p50_us": %d, "p99_us": %d}}\\n',
-    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
-    latency:percentile(50), latency:percentile(99)))
-end
-"""
 
 
 # -- the table -----------------------------------------------------------------------------------
@@ -443,23 +260,18 @@ end
 
 def render(rows: Sequence[Row], options: Options) -> str:
     """One table, a row per endpoint and backend, then how the figures were taken."""
-    cells = [_cells(r, rows, options) for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(COLUMNS)]
-    lines = [_line(COLUMNS, widths), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    lines += [_line(row, widths) for row in cells]
-    return "\n".join([*lines, "", *_legend(options)])
+    return table.render(COLUMNS, [_cells(r, rows, options) for r in rows], _legend(options))
 
 
 def _cells(row: Row, rows: Sequence[Row], options: Options) -> list[str]:
     floor = next((r for r in rows if r.endpoint == "constant"), None)
     single = next((r for r in rows if r.endpoint == "authorize" and r.backend == row.backend), None)
-    vs_floor = "—"
+    vs_floor = vs_single = "—"
     if row.endpoint == "authorize" and floor is not None:
-        vs_floor = _judge(row.wrk.per_second / floor.wrk.per_second, TARGET_FLOOR_RATIO)
-    vs_single = "—"
+        vs_floor = table.at_least(row.wrk.per_second / floor.wrk.per_second, TARGET_FLOOR_RATIO)
     if row.endpoint.startswith("batch") and single is not None:
         ratio = row.decisions_per_second / single.decisions_per_second
-        vs_single = _judge(ratio, TARGET_BATCH_RATIO)
+        vs_single = table.at_least(ratio, TARGET_BATCH_RATIO)
     errors = f"{row.wrk.errors}" + (f", {row.wrong_answers} wrong" if row.wrong_answers else "")
     return [
         row.endpoint,
@@ -475,14 +287,6 @@ def _cells(row: Row, rows: Sequence[Row], options: Options) -> list[str]:
         vs_floor,
         vs_single,
     ]
-
-
-def _judge(ratio: float, target: float) -> str:
-    return f"{ratio:.2f} {'met' if ratio >= target else 'MISSED'}"
-
-
-def _line(cells: Sequence[str], widths: Sequence[int]) -> str:
-    return "| " + " | ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True)) + " |"
 
 
 def _legend(options: Options) -> list[str]:

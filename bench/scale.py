@@ -15,21 +15,16 @@ For each store (tenants of 29-60 policy rows and 20 assessments each, from bench
 
 from __future__ import annotations
 
-import argparse
 import random
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import flask.testing  # noqa: F401 - imported up front, so first-decision times exclude it
-
-import service.admin  # noqa: F401 - idem
-import service.api  # noqa: F401 - idem
-from bench.http import Body, question
+from bench import cli, internals, table
+from bench.cli import Progress
+from bench.internals import Local
 from bench.server import (
     READY_TIMEOUT,
     Server,
@@ -40,36 +35,18 @@ from bench.server import (
     rss_mib,
     serving,
 )
-from bench.store import BACKENDS, Content, Store, postgres_available, temporary_store
+from bench.store import BACKENDS, Body, Content, Store, temporary_store
 from bench.timing import Run, Timing, interleaved, prepare
-from service import create_app
-from service.config import load_config
-from service.db import Database
-from service.decisions import Question, decide_one
-from service.keys import Key
-from service.policies import PolicyEngine
-from service.workflows import Workflow, load_workflow
 
 TARGET_SCALING = 1.3
 TARGET_FIRST_S = 2.0
 TARGET_RSS_MIB = 300.0
-COLUMNS = (
-    "tenants",
-    "rows",
-    "backend",
-    "decision µs",
-    "1 tenant µs, same rounds",
-    f"vs 1 tenant (≤{TARGET_SCALING:g})",
-    "miss µs",
-    f"first answer s (≤{TARGET_FIRST_S:g})",
-    "in-process s",
-    "RSS MiB first",
-    f"RSS MiB all (≤{TARGET_RSS_MIB:g})",
-    "answers",
+COLUMNS = table.columns(
+    "| tenants | rows | backend | decision µs | 1 tenant µs, same rounds "
+    f"| vs 1 tenant (≤{TARGET_SCALING:g}) | miss µs "
+    f"| first answer s (≤{TARGET_FIRST_S:g}) | in-process s | RSS MiB first "
+    f"| RSS MiB all (≤{TARGET_RSS_MIB:g}) | answers |"
 )
-
-BENCH_KEY = Key(0, "bench", None)
-"""An all-tenant key: the in-process decision path checks it as the API does."""
 
 
 @dataclass(frozen=True)
@@ -87,20 +64,17 @@ class Options:
     batch: int = 1000
     seed: str = "scale"
 
-    @classmethod
-    def quick(cls, backends: tuple[str, ...], tenant_counts: tuple[int, ...]) -> Options:
-        """A tiny run for tests."""
-        return cls(
-            backends=backends,
-            tenant_counts=tenant_counts,
-            working_set=5,
-            mix=50,
-            misses=5,
-            seconds=0.01,
-            runs=3,
-            assessments_per_tenant=3,
-            batch=4,
-        )
+
+QUICK: dict[str, Any] = {
+    "working_set": 5,
+    "mix": 50,
+    "misses": 5,
+    "seconds": 0.01,
+    "runs": 3,
+    "assessments_per_tenant": 3,
+    "batch": 4,
+}
+"""A tiny run for tests."""
 
 
 @dataclass(frozen=True)
@@ -122,15 +96,6 @@ class Result:
     wrong: int
 
 
-@dataclass
-class InProcess:
-    """An app on one store, for in-process decisions: its store, engine and content."""
-
-    db: Database
-    engine: PolicyEngine
-    content: Content
-
-
 @dataclass(frozen=True)
 class Pending:
     """A prepared timed run and how many answers of its warm-up pass were wrong."""
@@ -140,75 +105,54 @@ class Pending:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run every store, print the table; 1 if any answer was wrong."""
-    options = parse_args(argv)
-    results = run(options, progress=lambda line: print(line, file=sys.stderr, flush=True))
-    print(render(results, options))
-    return 1 if any(r.wrong for r in results) else 0
+    """Measure every store, print the table; 1 if any answer was wrong."""
+    return cli.main(parse_args(argv), run, render, lambda results: any(r.wrong for r in results))
 
 
 def parse_args(argv: Sequence[str] | None) -> Options:
     """Options from the command line; PostgreSQL is dropped from `both` when unreachable."""
-    parser = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__)
-    parser.add_argument("--backend", choices=(*BACKENDS, "both"), default="both")
-    parser.add_argument("--tenants", default="1,100,1000,10000", help="comma-separated counts")
-    parser.add_argument("--quick", action="store_true", help="a tiny, fast run (for tests)")
-    args = parser.parse_args(argv)
-    try:
-        counts = tuple(sorted({int(n) for n in args.tenants.split(",")}))
-    except ValueError:
-        parser.error(f"--tenants must be comma-separated integers, got {args.tenants!r}")
-    if not counts or counts[0] < 1:
-        parser.error("--tenants must be positive")
-    backends = BACKENDS if args.backend == "both" else (args.backend,)
-    if "postgres" in backends and not postgres_available():
-        if args.backend == "postgres":
-            parser.error("PostgreSQL is not reachable (set WORKFLOW_AUTHZ_BENCH_PG_URL)")
-        print("PostgreSQL is not reachable: measuring SQLite only.", file=sys.stderr)
-        backends = ("sqlite",)
-    return Options.quick(backends, counts) if args.quick else Options(backends, counts)
+    backends, counts, quick = cli.store_args("bench.scale", __doc__, argv, "1,100,1000,10000")
+    return cli.given(Options(backends, counts), QUICK if quick else {})
 
 
-def run(options: Options, progress: Callable[[str], None] = lambda _: None) -> list[Result]:
+def run(options: Options, progress: Progress = lambda _: None) -> list[Result]:
     """Per backend: the smallest store stays open as the baseline while each store is measured."""
-    workflow = load_workflow(Path(load_config()["POLICY_DIR"]) / "workflow.toml")
+    workflow = internals.workflow()
     results = []
     for backend in options.backends:
         smallest, *others = options.tenant_counts
         progress(f"{backend}, {smallest} tenants: populating")
         base_content = Content(workflow, smallest, options.assessments_per_tenant)
-        with temporary_store(backend, base_content) as base, in_process(base) as baseline:
-            results.append(measure(base, baseline, workflow, options, progress))
+        with temporary_store(backend, base_content) as base, internals.test_app(base.url) as app:
+            baseline = (internals.local_of(app), base.content)
+            results.append(measure(base, baseline, options, progress))
             for count in others:
                 progress(f"{backend}, {count} tenants: populating")
                 content = Content(workflow, count, options.assessments_per_tenant)
                 with temporary_store(backend, content) as store:
-                    results.append(measure(store, baseline, workflow, options, progress))
+                    results.append(measure(store, baseline, options, progress))
     return results
 
 
 def measure(
-    store: Store,
-    baseline: InProcess,
-    workflow: Workflow,
-    options: Options,
-    progress: Callable[[str], None],
+    store: Store, baseline: tuple[Local, Content], options: Options, progress: Progress
 ) -> Result:
     """Every figure for one store: in-process decisions first, then a server process."""
     label = f"{store.backend}, {store.content.tenants} tenants"
     key = create_api_key(store.url)
     rng = random.Random(f"{options.seed}:{store.content.tenants}")
-    probe = question(rng, store.content, workflow, 0)
+    probe = store.content.question(rng, 0)
     progress(f"{label}: in-process first decision and decision times")
     in_process_s = first_in_process(store.url, key, probe[0])
-    with in_process(store) as ctx:
-        timings, wrong = decision_times(ctx, baseline, workflow, options, rng)
+    with internals.test_app(store.url) as app:
+        here = (internals.local_of(app), store.content)
+        timings, wrong = decision_times(here, baseline, options, rng)
     progress(f"{label}: server start, first answer, memory after deciding for every tenant")
     with serving(store.url, workers=1, wait=False) as server:
         first_s = first_answer(server, key, probe[0])
         worker = single_worker(server)
         rss_first = rss_mib(worker)
-        wrong += decide_for_every_tenant(server, key, store.content, workflow, options.batch)
+        wrong += decide_for_every_tenant(server, key, store.content, options.batch)
         rss_all = rss_mib(worker)
     return Result(
         backend=store.backend,
@@ -232,64 +176,39 @@ def measure(
 def first_in_process(url: str, key: str, body: Body) -> float:
     """Seconds for create_app() and its first POST /authorize through the test client."""
     start = time.perf_counter()
-    app = create_app({"DATABASE_URL": url, "TESTING": True})
-    try:
+    with internals.test_app(url) as app:
         reply = app.test_client().post("/authorize", json=body, headers=api_headers(key))
         elapsed = time.perf_counter() - start
-        if reply.status_code != 200:
-            raise ServerError(f"in-process first decision: {reply.status_code} {reply.json}")
-        return elapsed
-    finally:
-        app.extensions["workflow_authz.db"].dispose()
-
-
-@contextmanager
-def in_process(store: Store) -> Iterator[InProcess]:
-    """An app built on the store, its connections released on exit."""
-    app = create_app({"DATABASE_URL": store.url, "TESTING": True})
-    db = app.extensions["workflow_authz.db"]
-    try:
-        yield InProcess(db, app.extensions["workflow_authz.policies"], store.content)
-    finally:
-        db.dispose()
+    if reply.status_code != 200:
+        raise ServerError(f"in-process first decision: {reply.status_code} {reply.json}")
+    return elapsed
 
 
 def decision_times(
-    ctx: InProcess, baseline: InProcess, workflow: Workflow, options: Options, rng: random.Random
+    here: tuple[Local, Content],
+    baseline: tuple[Local, Content],
+    options: Options,
+    rng: random.Random,
 ) -> tuple[dict[str, Timing], int]:
     """µs per decision here, on the baseline store and for non-resident tenants, interleaved."""
-    hits = prepare_hits(ctx, workflow, options, rng)
-    base = prepare_hits(baseline, workflow, options, rng)
-    tenants = [rng.randrange(ctx.content.tenants) for _ in range(options.misses)]
-    cold = [Question(**question(rng, ctx.content, workflow, i)[0]) for i in tenants]
-    _, misses = prepare(lambda q: decide_cold(ctx, q), cold, seconds=options.seconds)
+    hits = prepare_hits(*here, options, rng)
+    base = prepare_hits(*baseline, options, rng)
+    local, content = here
+    tenants = [rng.randrange(content.tenants) for _ in range(options.misses)]
+    cold = [internals.question(**content.question(rng, i)[0]) for i in tenants]
+    _, misses = prepare(local.decide_cold, cold, seconds=options.seconds)
     runs = {"hit": hits.run, "baseline": base.run, "miss": misses}
     return interleaved(runs, options.runs), hits.wrong + base.wrong
 
 
-def prepare_hits(
-    ctx: InProcess, workflow: Workflow, options: Options, rng: random.Random
-) -> Pending:
+def prepare_hits(local: Local, content: Content, options: Options, rng: random.Random) -> Pending:
     """A run of decisions over a working set of tenants (resident after the warm-up pass)."""
-    content = ctx.content
     working = rng.sample(range(content.tenants), min(options.working_set, content.tenants))
-    mix = [question(rng, content, workflow, rng.choice(working)) for _ in range(options.mix)]
-    questions = [Question(**body) for body, _ in mix]
-    answers, run = prepare(lambda q: decide(ctx, q), questions, seconds=options.seconds)
+    mix = [content.question(rng, rng.choice(working)) for _ in range(options.mix)]
+    questions = [internals.question(**body) for body, _ in mix]
+    answers, run = prepare(local.decide, questions, seconds=options.seconds)
     wrong = sum(got is not expected for got, (_, expected) in zip(answers, mix, strict=True))
     return Pending(run, wrong)
-
-
-def decide(ctx: InProcess, q: Question) -> bool:
-    """One full decision as POST /authorize makes it, minus HTTP and the key check."""
-    with ctx.db.read() as conn:
-        return decide_one(conn, ctx.engine, BENCH_KEY, q).decision.allowed
-
-
-def decide_cold(ctx: InProcess, q: Question) -> bool:
-    """The same for a tenant that is not resident: forgotten first, so its rows are read."""
-    ctx.engine.forget(q.tenant)
-    return decide(ctx, q)
 
 
 # -- a server process --------------------------------------------------------------------------
@@ -316,12 +235,10 @@ def single_worker(server: Server) -> int:
     return workers[0]
 
 
-def decide_for_every_tenant(
-    server: Server, key: str, content: Content, workflow: Workflow, batch: int
-) -> int:
+def decide_for_every_tenant(server: Server, key: str, content: Content, batch: int) -> int:
     """One question per tenant of the store, in batches; returns the wrong answers."""
     rng = random.Random(f"every:{content.tenants}")
-    items = [question(rng, content, workflow, i) for i in range(content.tenants)]
+    items = [content.question(rng, i) for i in range(content.tenants)]
     wrong = 0
     for start in range(0, len(items), batch):
         chunk = items[start : start + batch]
@@ -343,10 +260,7 @@ def decide_for_every_tenant(
 def render(results: Sequence[Result], options: Options) -> str:
     """One table, a row per store, then how each figure was taken."""
     rows = [_cells(r, _is_base(results, r)) for r in results]
-    widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(COLUMNS)]
-    lines = [_line(COLUMNS, widths), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    lines += [_line(row, widths) for row in rows]
-    return "\n".join([*lines, "", *_legend(options)])
+    return table.render(COLUMNS, rows, _legend(options))
 
 
 def _is_base(results: Sequence[Result], result: Result) -> bool:
@@ -362,28 +276,19 @@ def _cells(r: Result, base: bool) -> list[str]:
         r.backend,
         f"{r.decision_us:.1f}",
         "—" if base else f"{r.baseline_us:.1f}",
-        "—" if base else _judge(r.decision_us / r.baseline_us, TARGET_SCALING),
+        "—" if base else table.at_most(r.decision_us / r.baseline_us, TARGET_SCALING),
         f"{r.miss_us:.1f}",
-        _judge(r.first_answer_s, TARGET_FIRST_S),
+        table.at_most(r.first_answer_s, TARGET_FIRST_S),
         f"{r.in_process_s:.3f}",
         f"{r.rss_first_mib:.1f}",
-        _judge(r.rss_all_mib, TARGET_RSS_MIB, digits=1),
+        table.at_most(r.rss_all_mib, TARGET_RSS_MIB, digits=1),
         f"{r.wrong} wrong of {r.checked:,}" if r.wrong else f"all {r.checked:,} right",
     ]
 
 
-def _judge(value: float, limit: float, digits: int = 2) -> str:
-    """The figure and whether it stays within its limit."""
-    return f"{value:.{digits}f} {'met' if value <= limit else 'MISSED'}"
-
-
-def _line(cells: Sequence[str], widths: Sequence[int]) -> str:
-    return "| " + " | ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True)) + " |"
-
-
 def _legend(options: Options) -> list[str]:
     """What the columns mean, printed under the table."""
-    capacity = load_config()["POLICY_CACHE_TENANTS"]
+    capacity = internals.cache_capacity()
     return [
         f"decision: median of {options.runs} runs of ~{options.seconds:g} s of "
         "decisions.answer in db.read() (as POST /authorize, minus HTTP and the key check) "

@@ -24,16 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from service import accounts, keys
-from service.config import REPO_ROOT
-from service.db import Database
+from bench.internals import REPO_ROOT
+from bench.internals import create_admin as create_admin  # re-exported: tests start servers here
+from bench.internals import create_api_key as create_api_key
 
 HOST = "127.0.0.1"
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 POLL_INTERVAL = 0.01
 REQUEST_TIMEOUT = 30.0
-ADMIN_USERNAME = "bench_admin"
 
 
 class ServerError(RuntimeError):
@@ -78,7 +77,16 @@ class Server:
         timeout: float = REQUEST_TIMEOUT,
     ) -> Reply:
         """Send one request on a connection of its own (sync workers close after each answer)."""
-        return request(self.port, method, path, body, headers, timeout)
+        conn = http.client.HTTPConnection(HOST, self.port, timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers=dict(headers or {}))
+            response = conn.getresponse()
+            data = response.read()
+            cookies = tuple(v for k, v in response.getheaders() if k.lower() == "set-cookie")
+            names = {k.lower(): v for k, v in response.getheaders()}
+            return Reply(response.status, names, data, cookies)
+        finally:
+            conn.close()
 
     def post_json(self, path: str, body: Any, key: str, timeout: float = REQUEST_TIMEOUT) -> Reply:
         """POST a JSON body with an API key."""
@@ -96,25 +104,13 @@ class Server:
         return children(self.process.pid)
 
 
-def request(
-    port: int,
-    method: str,
-    path: str,
-    body: bytes | None = None,
-    headers: Mapping[str, str] | None = None,
-    timeout: float = REQUEST_TIMEOUT,
-) -> Reply:
-    """One HTTP request to the loopback port; the connection is closed before returning."""
-    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
-    try:
-        conn.request(method, path, body=body, headers=dict(headers or {}))
-        response = conn.getresponse()
-        data = response.read()
-        cookies = tuple(v for k, v in response.getheaders() if k.lower() == "set-cookie")
-        names = {k.lower(): v for k, v in response.getheaders()}
-        return Reply(response.status, names, data, cookies)
-    finally:
-        conn.close()
+def wrong_answers(server: Server, key: str, items: Sequence[tuple[Any, bool]]) -> int:
+    """How many POST /authorize bodies get another answer than the one expected."""
+    wrong = 0
+    for body, expected in items:
+        reply = server.post_json("/authorize", body, key)
+        wrong += reply.status != 200 or reply.json().get("allowed") is not expected
+    return wrong
 
 
 def api_headers(key: str) -> dict[str, str]:
@@ -251,25 +247,3 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise ServerError(f"no VmRSS for process {pid}")
-
-
-def create_api_key(database_url: str, tenant: str | None = None) -> str:
-    """A new API key in the store (None: valid for every tenant), as the CLI would make it."""
-    db = Database(database_url, 1)
-    try:
-        with db.write() as conn:
-            return keys.create(conn, "bench", tenant)
-    finally:
-        db.dispose()
-
-
-def create_admin(database_url: str, tenant: str | None = None) -> tuple[str, str]:
-    """A new admin account for the web form; returns its username and password."""
-    password = secrets.token_urlsafe(16)
-    db = Database(database_url, 1)
-    try:
-        with db.write() as conn:
-            accounts.create_admin(conn, ADMIN_USERNAME, tenant, password)
-    finally:
-        db.dispose()
-    return ADMIN_USERNAME, password

@@ -21,26 +21,25 @@ the end. Everything stops by itself; the store and every process are removed at 
 
 from __future__ import annotations
 
-import argparse
 import json
-import shutil
+import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import http
-from bench.http import MARKER, WRK, Load, WrkResult, check_singles, lua_script, make_mix, parse_wrk
-from bench.propagation import TENANT, AdminFormWriter, Target, ask, prepare_target
+from bench import cli, internals, table, wrk
+from bench.admin_form import TENANT, AdminFormWriter, Target, ask, prepare_target
+from bench.cli import Progress
+from bench.internals import Area, Cell, Phase, Workflow
 from bench.server import (
     Reply,
     Server,
@@ -48,17 +47,16 @@ from bench.server import (
     api_headers,
     create_admin,
     create_api_key,
+    poll,
     rss_mib,
     serving,
+    wrong_answers,
 )
-from bench.store import BACKENDS, Content, postgres_available, temporary_store
-from service.config import load_config
-from service.policies.store import tenant_cells
-from service.workflows import Area, Cell, Phase, Workflow, load_workflow
+from bench.store import Content, temporary_store
+from bench.wrk import Load, WrkFigures
 
 TARGET_ERRORS = 0
 TARGET_GROWTH_PCT = 10.0
-STATUS_MARKER = "WRK_STATUSES "
 TARGET_SHARE = 20
 """One wrk body in TARGET_SHARE asks about the tenant whose policy is being saved."""
 ACTOR = "soak"
@@ -67,58 +65,12 @@ LOG_ERRORS = ("Traceback (most recent call last)", "[ERROR]", "[CRITICAL]")
 """Server output lines that mean something went wrong (gunicorn's levels, Python tracebacks)."""
 EXAMPLES = 10
 """How many failure messages are kept and printed (the counts hold them all)."""
-COLUMNS = (
-    "backend",
-    "workers",
-    "conns",
-    "minutes",
-    "requests",
-    "req/s",
-    "p50 ms",
-    "p99 ms",
-    "wrk errors",
-    "state changes",
-    "expected 4xx",
-    "failed",
-    "RSS MiB after warm-up",
-    "RSS MiB at end",
-    f"errors (target {TARGET_ERRORS})",
-    f"RSS growth % (≤{TARGET_GROWTH_PCT:g})",
+COLUMNS = table.columns(
+    "| backend | workers | conns | minutes | requests | req/s | p50 ms | p99 ms "
+    "| wrk errors | state changes | expected 4xx | failed | RSS MiB after warm-up "
+    f"| RSS MiB at end | errors (target {TARGET_ERRORS}) "
+    f"| RSS growth % (≤{TARGET_GROWTH_PCT:g}) |"
 )
-
-# wrk's script from bench/http.py, plus a count of every answer by status over all threads.
-# done() runs in wrk's main Lua state, response() in each thread's: setup() keeps the threads so
-# done() can read their counts.
-STATUS_LUA = f"""
-local soak_threads = {{}}
-
-function setup(thread)
-  table.insert(soak_threads, thread)
-end
-
-statuses = {{}}
-
-function response(status, headers, body)
-  statuses[status] = (statuses[status] or 0) + 1
-end
-
-local http_done = done
-
-function done(summary, latency, requests)
-  http_done(summary, latency, requests)
-  local totals = {{}}
-  for _, thread in ipairs(soak_threads) do
-    for status, count in pairs(thread:get("statuses")) do
-      totals[status] = (totals[status] or 0) + count
-    end
-  end
-  local parts = {{}}
-  for status, count in pairs(totals) do
-    table.insert(parts, string.format('"%d": %d', status, count))
-  end
-  io.write('{STATUS_MARKER}{{' .. table.concat(parts, ", ") .. '}}\\n')
-end
-"""
 
 
 @dataclass(frozen=True)
@@ -148,24 +100,6 @@ class Options:
     """wrk's and the state changes' timeout for one request, in seconds."""
     seed: str = "soak"
 
-    @classmethod
-    def quick(cls, backend: str) -> Options:
-        """A short, small run for tests (about 20 s in all)."""
-        return cls(
-            backend=backend,
-            seconds=10,
-            workers=2,
-            connections=2,
-            tenants=5,
-            working_set=5,
-            assessments_per_tenant=5,
-            bodies=50,
-            checked=10,
-            sample_every=0.25,
-            pace=0.05,
-            save_every=1.0,
-        )
-
     @property
     def warmup_s(self) -> float:
         """The warm-up: load runs, but memory is compared only from its end on."""
@@ -177,29 +111,20 @@ class Options:
         return max(self.sample_every, self.seconds * self.window_share)
 
 
-@dataclass(frozen=True)
-class WrkFigures:
-    """wrk's figures for the whole run, every answer's status, and its socket-level errors."""
-
-    result: WrkResult
-    statuses: dict[int, int]
-    socket: dict[str, int]
-    """connect, read and write errors and timeouts, as wrk counts them."""
-
-    @property
-    def server_errors(self) -> int:
-        """Answers with a 5xx status."""
-        return sum(n for status, n in self.statuses.items() if status >= 500)
-
-    @property
-    def unexpected(self) -> int:
-        """Other answers than 2xx and 5xx: every question is valid and a deny is a 200."""
-        return sum(n for status, n in self.statuses.items() if status < 200 or 300 <= status < 500)
-
-    @property
-    def errors(self) -> int:
-        """5xx, any other non-2xx answer, socket errors and timeouts."""
-        return self.server_errors + self.unexpected + sum(self.socket.values())
+QUICK: dict[str, Any] = {
+    "seconds": 10,
+    "workers": 2,
+    "connections": 2,
+    "tenants": 5,
+    "working_set": 5,
+    "assessments_per_tenant": 5,
+    "bodies": 50,
+    "checked": 10,
+    "sample_every": 0.25,
+    "pace": 0.05,
+    "save_every": 1.0,
+}
+"""A short, small run for tests (about 20 s in all)."""
 
 
 @dataclass
@@ -287,55 +212,46 @@ class Result:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run, print the table; 1 if a target was missed (an error, or memory grew too much)."""
-    options = parse_args(argv)
-    result = run(options, progress=lambda line: print(line, file=sys.stderr, flush=True))
-    print(render(result))
-    return 0 if result.met else 1
+    return cli.main(parse_args(argv), run, lambda result, _: render(result), lambda r: not r.met)
 
 
 def parse_args(argv: Sequence[str] | None) -> Options:
     """Options from the command line."""
-    parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__)
+    parser = cli.parser("bench.soak", __doc__, quick="a ~20 s run (for tests)")
     parser.add_argument("--minutes", type=float, help="length of the load (default 10)")
-    parser.add_argument("--backend", choices=BACKENDS, default="sqlite")
-    parser.add_argument("--quick", action="store_true", help="a ~20 s run (for tests)")
+    cli.add_backend(parser, both=False)
     args = parser.parse_args(argv)
-    if not Path(WRK).exists():
-        parser.error(f"{WRK} is missing: install Debian's wrk (apt-get install wrk)")
-    if args.backend == "postgres" and not postgres_available():
-        parser.error("PostgreSQL is not reachable (set WORKFLOW_AUTHZ_BENCH_PG_URL)")
-    options = Options.quick(args.backend) if args.quick else Options(args.backend)
+    cli.require_wrk(parser)
+    options = cli.given(Options(cli.backends(parser, args.backend)[0]), QUICK if args.quick else {})
     if args.minutes is not None:
         if not 0 < args.minutes <= 24 * 60:
             parser.error("--minutes must be positive and at most a day")
-        options = replace(options, seconds=max(1, round(args.minutes * 60)))
+        options = cli.given(options, {"seconds": max(1, round(args.minutes * 60))})
     return options
 
 
-def run(options: Options, progress: Callable[[str], None] = lambda _: None) -> Result:
+def run(options: Options, progress: Progress = lambda _: None) -> Result:
     """Populate a store, start the server, soak it, check it; everything removed on exit."""
-    workflow = load_workflow(Path(load_config()["POLICY_DIR"]) / "workflow.toml")
+    workflow = internals.workflow()
     content = Content(workflow, options.tenants, options.assessments_per_tenant)
-    mix = make_mix(content, workflow, _mix_options(options))
+    rng = random.Random(f"{options.seed}:{content.tenants}")
+    working = rng.sample(range(content.tenants), min(options.working_set, content.tenants))
+    singles = [content.question(rng, rng.choice(working)) for _ in range(options.bodies)]
     with ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="wa_soak_")))
         progress(f"{options.backend}: populating {options.tenants} tenants, starting the server")
         store = stack.enter_context(temporary_store(options.backend, content))
         target = prepare_target(store.url, workflow)
-        key = create_api_key(store.url)
-        login = create_admin(store.url)
+        key, login = create_api_key(store.url), create_admin(store.url)
         server = stack.enter_context(serving(store.url, workers=options.workers))
-        workers = wait_for_workers(server, options.workers)
+        poll(server, lambda: len(server.workers()) >= options.workers)  # readiness needs one
+        workers = server.workers()
         writer = AdminFormWriter(server, store.url, workflow, target, login)
         stack.callback(writer.close)
-        checked = mix.singles[: options.checked]
-        wrong = check_singles(server, key, checked)
-        bodies = wrk_bodies([body for body, _ in mix.singles], target)
-        script = folder / "soak.lua"
-        script.write_text(
-            lua_script(Load("POST", "/authorize", api_headers(key), bodies)) + STATUS_LUA,
-            encoding="utf-8",
-        )
+        checked = singles[: options.checked]
+        wrong = wrong_answers(server, key, checked)
+        load = Load("POST", "/authorize", api_headers(key), wrk_bodies(singles, target))
+        script = wrk.write_script(folder / "soak.lua", load, statuses=True)
         trickle = Trickle(server, key, content, workflow, target, writer, options)
         progress(
             f"load: {options.seconds} s of wrk against POST /authorize plus state changes; "
@@ -343,7 +259,7 @@ def run(options: Options, progress: Callable[[str], None] = lambda _: None) -> R
         )
         figures, samples = soak(server, script, trickle, options, progress)
         progress("after the load: checking answers and the server's log")
-        wrong += check_singles(server, key, checked)
+        wrong += wrong_answers(server, key, checked)
         seen = {pid for s in samples for pid in s.rss} | set(server.workers())
         log_errors = count_log_errors(server)
     for example in trickle.tally.examples:
@@ -359,48 +275,21 @@ def run(options: Options, progress: Callable[[str], None] = lambda _: None) -> R
     )
 
 
-def _mix_options(options: Options) -> http.Options:
-    """bench/http.py's options that shape its request mix: single questions only."""
-    return http.Options(
-        backends=(options.backend,),
-        tenants=options.tenants,
-        working_set=min(options.working_set, options.tenants),
-        assessments_per_tenant=options.assessments_per_tenant,
-        bodies=options.bodies,
-        batches=0,
-        seed=options.seed,
-    )
-
-
-def wrk_bodies(singles: Sequence[dict[str, Any]], target: Target) -> tuple[str, ...]:
+def wrk_bodies(singles: Sequence[tuple[dict[str, str], bool]], target: Target) -> tuple[str, ...]:
     """The generated questions, with one about the saved tenant's assessment every TARGET_SHARE."""
     bodies = []
-    for number, body in enumerate(singles):
+    for number, (body, _) in enumerate(singles):
         if number % TARGET_SHARE == 0:
             bodies.append(json.dumps(target.question()))
         bodies.append(json.dumps(body))
     return tuple(bodies)
 
 
-def wait_for_workers(server: Server, count: int, timeout: float = 60.0) -> list[int]:
-    """The worker pids once all `count` have started (readiness needs only one)."""
-    deadline = time.monotonic() + timeout
-    while len(pids := server.workers()) < count:
-        if time.monotonic() > deadline:
-            raise ServerError(f"{len(pids)} of {count} workers after {timeout:g} s")
-        time.sleep(0.05)
-    return pids
-
-
 # -- the soak ------------------------------------------------------------------------------------
 
 
 def soak(
-    server: Server,
-    script: Path,
-    trickle: Trickle,
-    options: Options,
-    progress: Callable[[str], None],
+    server: Server, script: Path, trickle: Trickle, options: Options, progress: Progress
 ) -> tuple[WrkFigures, list[Sample]]:
     """wrk for the whole run while the trickle and the RSS sampler run in threads beside it."""
     stop = threading.Event()
@@ -415,67 +304,31 @@ def soak(
             daemon=True,
         ),
     ]
-    argv = [
-        shutil.which("wrk") or WRK,
-        "--threads",
-        "1",
-        "--connections",
-        str(options.connections),
-        "--duration",
-        f"{options.seconds}s",
-        "--timeout",
-        f"{options.timeout:g}s",
-        "--script",
-        str(script),
-        server.url + "/",
-    ]
-    with tempfile.TemporaryFile() as output:
-        process = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT
-        )
-        try:
-            for thread in threads:
-                thread.start()
-            wait_for_wrk(process, started, samples, trickle, options, progress)
-        finally:
-            stop.set()
-            if process.poll() is None:
-                process.kill()
-            process.wait()
-            for thread in threads:
-                if thread.is_alive():
-                    thread.join()
-        output.seek(0)
-        text = output.read().decode("utf-8", "replace")
-    if process.returncode != 0:
-        raise RuntimeError(f"wrk failed ({process.returncode}): {text}")
-    return parse_figures(text), samples
 
-
-def wait_for_wrk(
-    process: subprocess.Popen[bytes],
-    started: float,
-    samples: list[Sample],
-    trickle: Trickle,
-    options: Options,
-    progress: Callable[[str], None],
-) -> None:
-    """Wait for wrk to end (it stops by itself), saying how it goes every tenth of the run."""
-    deadline = started + options.seconds + 60
-    every = max(5.0, options.seconds / 10)
-    while True:
-        try:
-            process.wait(max(0.1, min(every, deadline - time.monotonic())))
-            return
-        except subprocess.TimeoutExpired:
-            if time.monotonic() > deadline:
-                raise RuntimeError("wrk ran a minute past its duration") from None
-        last = samples[-1] if samples else None
-        rss = f"{last.total:.1f} MiB" if last else "not sampled yet"
+    def report(elapsed: float) -> None:
+        rss = f"{samples[-1].total:.1f} MiB" if samples else "not sampled yet"
         progress(
-            f"  {time.monotonic() - started:5.0f} s: workers' RSS {rss}, "
+            f"  {elapsed:5.0f} s: workers' RSS {rss}, "
             f"{trickle.made} state-change calls, {trickle.failed} failed"
         )
+
+    try:
+        for thread in threads:
+            thread.start()
+        output = wrk.run(
+            server.url,
+            script,
+            connections=options.connections,
+            seconds=options.seconds,
+            timeout=options.timeout,
+            report=report,
+        )
+    finally:
+        stop.set()
+        for thread in threads:
+            if thread.is_alive():
+                thread.join()
+    return wrk.parse_figures(output), samples
 
 
 def sample_rss(
@@ -492,23 +345,6 @@ def sample_rss(
         samples.append(Sample(time.monotonic() - started, rss))
         if stop.wait(every):
             return
-
-
-def parse_figures(output: str) -> WrkFigures:
-    """wrk's figures, socket errors and statuses from the lines its script's done() printed."""
-    summary = statuses = None
-    for line in output.splitlines():
-        if line.startswith(MARKER):
-            summary = json.loads(line.removeprefix(MARKER))
-        elif line.startswith(STATUS_MARKER):
-            statuses = json.loads(line.removeprefix(STATUS_MARKER))
-    if summary is None or statuses is None:
-        raise RuntimeError(f"wrk printed no summary:\n{output}")
-    return WrkFigures(
-        result=parse_wrk(output),
-        statuses={int(status): int(n) for status, n in statuses.items()},
-        socket={k: int(summary[k]) for k in ("connect", "read", "write", "timeout")},
-    )
 
 
 def count_log_errors(server: Server) -> int:
@@ -561,6 +397,21 @@ def expected_status(
     return 200 if (role, area.id, phase.id, action) in cells else 403
 
 
+@dataclass
+class Walk:
+    """One assessment taken through its area: its tenant's policy, its path, the moves made."""
+
+    tenant: str
+    cells: frozenset[Cell]
+    area: Area
+    path: str
+    taken: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def body(self, role: str, phase: Phase) -> dict[str, str]:
+        """The body of a move by `role` expecting the assessment in `phase`."""
+        return {"tenant": self.tenant, "role": role, "actor": ACTOR, "expected_phase": phase.id}
+
+
 class Trickle:
     """A steady trickle of state changes through the API and the admin form, every outcome
     checked against what the generated policy says it must be."""
@@ -605,91 +456,74 @@ class Trickle:
 
     def lifecycle(self, number: int, pool: ThreadPoolExecutor) -> None:
         """Take one new assessment of a tenant through its whole workflow and back."""
-        index = number % self.content.tenants
-        tenant, cells = self.content.tenant(index), self.content.cells(index)
+        index, assessment = number % self.content.tenants, f"soak-{number:06d}"
         area = self.workflow.areas[number % len(self.workflow.areas)]
-        assessment = f"soak-{number:06d}"
-        path = f"/assessments/{assessment}"
-        taken: list[tuple[str, str, str]] = []
+        tenant, cells = self.content.tenant(index), self.content.cells(index)
+        walk = Walk(tenant, cells, area, f"/assessments/{assessment}")
         body = {"tenant": tenant, "id": assessment, "area": area.id}
         if not self.slot() or not self.post("create", "/assessments", body, 201, area.phases[0]):
             return
-        for phase, following in zip(area.phases, area.phases[1:], strict=False):
-            refused = next(
-                (r.id for r in self.workflow.roles if _cell(r.id, area, phase) not in cells), None
-            )
-            if refused is not None:
-                if not self.slot() or not self.move(
-                    path, tenant, refused, area, phase, "advance", cells, None
-                ):
-                    return
-            role = self.mover(cells, area, phase, "advance")
-            if role is None or not self.slot():
-                return
-            if not self.race(pool, path, tenant, role, phase, following):
-                return
-            taken.append((phase.id, following.id, "advance"))
-        final, before = area.phases[-1], area.phases[-2]
-        some_staff = area.phases[0].responsible or self.workflow.roles[0].id
-        if not self.slot() or not self.move(
-            path, tenant, some_staff, area, final, "advance", cells, None
-        ):
-            return
-        reopener = self.mover(cells, area, final, "reopen")
-        if reopener is not None:
-            if not self.slot() or not self.move(
-                path, tenant, reopener, area, final, "reopen", cells, before
-            ):
-                return
-            taken.append((final.id, before.id, "reopen"))
-            role = self.mover(cells, area, before, "advance")
-            if role is None or not self.slot():
-                return
-            if not self.move(path, tenant, role, area, before, "advance", cells, final):
-                return
-            taken.append((before.id, final.id, "advance"))
-        self.check_history(path, tenant, final, taken)
+        if self.forward(walk, pool) and self.past_the_end_and_back(walk):
+            self.check_history(walk)
 
-    def mover(self, cells: frozenset[Cell], area: Area, phase: Phase, action: str) -> str | None:
+    def forward(self, walk: Walk, pool: ThreadPoolExecutor) -> bool:
+        """Per phase: an advance by a role the policy refuses (403), then two racing advances."""
+        area, roles = walk.area, self.workflow.roles
+        for phase, following in zip(area.phases, area.phases[1:], strict=False):
+            refusing = (
+                r.id for r in roles if (r.id, area.id, phase.id, "advance") not in walk.cells
+            )
+            refused = next(refusing, None)
+            if refused is not None and not (
+                self.slot() and self.move(walk, refused, phase, "advance", None)
+            ):
+                return False
+            role = self.mover(walk, phase, "advance")
+            if role is None or not self.slot() or not self.race(pool, walk, role, phase, following):
+                return False
+            walk.taken.append((phase.id, following.id, "advance"))
+        return True
+
+    def past_the_end_and_back(self, walk: Walk) -> bool:
+        """An advance at the final phase (409), then a reopen and an advance, if a role may."""
+        final, before = walk.area.phases[-1], walk.area.phases[-2]
+        some_staff = walk.area.phases[0].responsible or self.workflow.roles[0].id
+        if not (self.slot() and self.move(walk, some_staff, final, "advance", None)):
+            return False
+        reopener = self.mover(walk, final, "reopen")
+        if reopener is None:
+            return True
+        if not (self.slot() and self.move(walk, reopener, final, "reopen", before)):
+            return False
+        walk.taken.append((final.id, before.id, "reopen"))
+        role = self.mover(walk, before, "advance")
+        if role is None or not self.slot() or not self.move(walk, role, before, "advance", final):
+            return False
+        walk.taken.append((before.id, final.id, "advance"))
+        return True
+
+    def mover(self, walk: Walk, phase: Phase, action: str) -> str | None:
         """A role the tenant's rows let take `action` in `phase`: the responsible one first."""
         roles = [phase.responsible] if phase.responsible else []
         roles += [r.id for r in self.workflow.roles]
-        return next((r for r in roles if (r, area.id, phase.id, action) in cells), None)
+        return next((r for r in roles if (r, walk.area.id, phase.id, action) in walk.cells), None)
 
-    def move(
-        self,
-        path: str,
-        tenant: str,
-        role: str,
-        area: Area,
-        phase: Phase,
-        action: str,
-        cells: frozenset[Cell],
-        to: Phase | None,
-    ) -> bool:
+    def move(self, walk: Walk, role: str, phase: Phase, action: str, to: Phase | None) -> bool:
         """One advance or reopen of an assessment in `phase`, answered as the policy says."""
-        body = {"tenant": tenant, "role": role, "actor": ACTOR, "expected_phase": phase.id}
+        body = walk.body(role, phase)
         if action == "reopen":
             body["reason"] = REASON
-        expect = expected_status(cells, role, area, phase, action)
+        expect = expected_status(walk.cells, role, walk.area, phase, action)
         refusal = {403: "403 not allowed", 409: f"409 {action} past the end"}.get(expect, "")
-        return self.post(action, f"{path}/{action}", body, expect, to, refusal)
+        return self.post(action, f"{walk.path}/{action}", body, expect, to, refusal)
 
     def race(
-        self,
-        pool: ThreadPoolExecutor,
-        path: str,
-        tenant: str,
-        role: str,
-        phase: Phase,
-        following: Phase,
+        self, pool: ThreadPoolExecutor, walk: Walk, role: str, phase: Phase, following: Phase
     ) -> bool:
         """Two identical advances at once, both expecting `phase`: one 200, one 409."""
-        body = {"tenant": tenant, "role": role, "actor": ACTOR, "expected_phase": phase.id}
-        timeout = self.options.timeout
+        path, body, timeout = f"{walk.path}/advance", walk.body(role, phase), self.options.timeout
         futures = [
-            pool.submit(self.server.post_json, f"{path}/advance", body, self.key, timeout)
-            for _ in range(2)
+            pool.submit(self.server.post_json, path, body, self.key, timeout) for _ in range(2)
         ]
         replies: list[Reply] = []
         for future in futures:
@@ -697,7 +531,7 @@ class Trickle:
             try:
                 replies.append(future.result())
             except OSError as error:
-                self.fail("advance", f"{path}/advance: {error!r}")
+                self.fail("advance", f"{path}: {error!r}")
         if len(replies) < 2:
             return False
         statuses = sorted(r.status for r in replies)
@@ -735,13 +569,12 @@ class Trickle:
         self.tally.refused[refusal or str(reply.status)] += 1
         return True
 
-    def check_history(
-        self, path: str, tenant: str, final: Phase, taken: list[tuple[str, str, str]]
-    ) -> None:
+    def check_history(self, walk: Walk) -> None:
         """GET the assessment: in the final phase, its history exactly the moves made."""
+        path, final = walk.path, walk.area.phases[-1]
         try:
             reply = self.server.request(
-                "GET", f"{path}?tenant={tenant}", headers=api_headers(self.key)
+                "GET", f"{path}?tenant={walk.tenant}", headers=api_headers(self.key)
             )
         except OSError as error:
             self.fail("history", f"{path}: {error!r}")
@@ -751,8 +584,8 @@ class Trickle:
             return
         data = reply.json()
         history = [(h["from_phase"], h["to_phase"], h["action"]) for h in data["history"]]
-        if data["phase"] != final.id or history != taken:
-            self.fail("history", f"{path}: {data['phase']}, {history} after {taken}")
+        if data["phase"] != final.id or history != walk.taken:
+            self.fail("history", f"{path}: {data['phase']}, {history} after {walk.taken}")
 
     # the policy saves through the admin form
 
@@ -763,9 +596,7 @@ class Trickle:
         target = self.target
         try:
             self.writer.browser.refresh_token()  # a token per save: they expire after an hour
-            with self.writer.db.read() as conn:
-                cells = tenant_cells(conn, target.tenant, target.area)
-                allowed = target.cell not in set(cells)
+            allowed = not self.writer.allowed()
             version = self.writer.save(allowed)
             answer, seen = ask(self.server, self.key, target)
         except Exception as error:  # noqa: BLE001 - any failure of a save is counted
@@ -799,10 +630,6 @@ class Trickle:
         return self.tally.fail(kind, message)
 
 
-def _cell(role: str, area: Area, phase: Phase) -> Cell:
-    return (role, area.id, phase.id, "advance")
-
-
 def _phase(reply: Reply) -> Any:
     try:
         return reply.json().get("phase")
@@ -815,14 +642,7 @@ def _phase(reply: Reply) -> Any:
 
 def render(result: Result) -> str:
     """One table of one row, then how the figures were taken and what each error count holds."""
-    cells = _cells(result)
-    widths = [max(len(c), len(v)) for c, v in zip(COLUMNS, cells, strict=True)]
-    lines = [
-        _line(COLUMNS, widths),
-        "|" + "|".join("-" * (w + 2) for w in widths) + "|",
-        _line(cells, widths),
-    ]
-    return "\n".join([*lines, "", *_legend(result)])
+    return table.render(COLUMNS, [_cells(result)], _legend(result))
 
 
 def _cells(result: Result) -> list[str]:
@@ -843,13 +663,9 @@ def _cells(result: Result) -> list[str]:
         str(result.failed),
         f"{m.after_warmup[0]:.1f} (max {m.after_warmup[1]:.1f})",
         f"{m.at_end[0]:.1f} (max {m.at_end[1]:.1f})",
-        f"{result.errors} {'met' if result.errors <= TARGET_ERRORS else 'MISSED'}",
-        f"{growth:.1f} {'met' if growth <= TARGET_GROWTH_PCT else 'MISSED'}",
+        f"{result.errors} {table.met(result.errors <= TARGET_ERRORS)}",
+        table.at_most(growth, TARGET_GROWTH_PCT, digits=1),
     ]
-
-
-def _line(cells: Sequence[str], widths: Sequence[int]) -> str:
-    return "| " + " | ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True)) + " |"
 
 
 def _counts(counter: Counter[str]) -> str:

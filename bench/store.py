@@ -20,13 +20,10 @@ from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 
-from sqlalchemy import Connection, create_engine, insert, make_url, text
+from sqlalchemy import Connection, Table, create_engine, insert, make_url, text
 
-from service.cli import default_cells
-from service.db import Database
-from service.models import Assessment, PolicyVersion
-from service.policies.store import RULES
-from service.workflows import Cell, Row, Workflow
+from bench import internals
+from bench.internals import Cell, Row, Workflow
 
 PG_ADMIN_URL = os.environ.get(
     "WORKFLOW_AUTHZ_BENCH_PG_URL",
@@ -40,6 +37,8 @@ MAX_ROWS = 60
 CHUNK = 20_000
 CREATED_AT = datetime(2024, 9, 1, tzinfo=UTC)
 ACTOR = "bench"
+Body = dict[str, str]
+"""A POST /authorize body about an assessment: tenant, role, action, assessment."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +63,7 @@ class Content:
     @cached_property
     def default(self) -> tuple[Cell, ...]:
         """The shipped default policy's cells, the start of every tenant's policy."""
-        return tuple(sorted(default_cells()))
+        return internals.default_cells()
 
     @cached_property
     def extras(self) -> tuple[Cell, ...]:
@@ -102,6 +101,13 @@ class Content:
             made.append(Assessed(name, f"a{index:05d}-{n:04d}", area.id, phase.id))
         return made
 
+    def question(self, rng: random.Random, index: int) -> tuple[Body, bool]:
+        """A random role and action about a random assessment of tenant `index`, and its answer."""
+        found = rng.choice(self.assessments(index))
+        role, action = rng.choice(self.workflow.roles).id, rng.choice(self.workflow.actions)
+        body = {"tenant": found.tenant, "role": role, "action": action, "assessment": found.id}
+        return body, (role, found.area, found.phase, action) in self.cells(index)
+
 
 @dataclass(frozen=True)
 class Store:
@@ -120,17 +126,18 @@ def populate(conn: Connection, content: Content) -> int:
         indexes = range(start, min(start + 1000, content.tenants))
         rows = [r for i in indexes for r in content.rows(i)]
         total += len(rows)
-        _insert(conn, RULES, [_rule(r) for r in rows])
-        _insert(conn, PolicyVersion.__table__, [_version(content.tenant(i)) for i in indexes])
+        _insert(conn, internals.RULES_TABLE, [_rule(r) for r in rows])
+        versions = [_version(content.tenant(i)) for i in indexes]
+        _insert(conn, internals.VERSIONS_TABLE, versions)
         made = [a for i in indexes for a in content.assessments(i)]
-        _insert(conn, Assessment.__table__, [_assessment(a) for a in made])
+        _insert(conn, internals.ASSESSMENTS_TABLE, [_assessment(a) for a in made])
     return total
 
 
-def _insert(conn: Connection, table: object, values: Sequence[dict[str, object]]) -> None:
+def _insert(conn: Connection, table: Table, values: Sequence[dict[str, object]]) -> None:
     """executemany in chunks, so no single statement's parameter list grows without bound."""
     for start in range(0, len(values), CHUNK):
-        conn.execute(insert(table), list(values[start : start + CHUNK]))  # type: ignore[arg-type]
+        conn.execute(insert(table), list(values[start : start + CHUNK]))
 
 
 def _rule(row: Row) -> dict[str, object]:
@@ -171,17 +178,22 @@ def postgres_available(admin_url: str = PG_ADMIN_URL) -> bool:
 def temporary_store(backend: str, content: Content) -> Iterator[Store]:
     """A migrated, populated store on `backend` that is removed again on exit, even on error."""
     with _empty_store(backend) as url:
-        db = Database(url, 1)
-        try:
-            db.upgrade()
-            with db.write() as conn:
-                rows = populate(conn, content)
-            if backend == "postgres":
-                with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                    conn.execute(text("VACUUM ANALYZE"))
-        finally:
-            db.dispose()
+        internals.migrate(url)
+        with internals.writing(url) as conn:
+            rows = populate(conn, content)
+        if backend == "postgres":
+            _vacuum(url)
         yield Store(backend, url, content, rows)
+
+
+def _vacuum(url: str) -> None:
+    """Fresh planner statistics after the bulk insert, as autovacuum would gather later."""
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("VACUUM ANALYZE"))
+    finally:
+        engine.dispose()
 
 
 @contextmanager

@@ -2,6 +2,20 @@
 
 from __future__ import annotations
 
+import pytest
+
+from bench import wrk
+from tests.conftest import IN_CI
+
+
+def require_wrk() -> None:
+    """Skip without Debian's wrk, except in CI, where its absence fails the test."""
+    if wrk.available():
+        return
+    if IN_CI:
+        pytest.fail(f"CI=true but {wrk.WRK} is missing: the test set-up installs Debian's wrk")
+    pytest.skip(f"{wrk.WRK} is not installed (apt-get install wrk); CI=true requires it")
+
 
 def table(text: str) -> tuple[list[str], list[dict[str, str]]]:
     """The header of the first Markdown table in `text`, and its rows by column name."""

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench import decisions
-from service.config import REPO_ROOT
+from bench.internals import REPO_ROOT
 from tests.bench_tables import cell, table, verdict
 
 QUICK = ["--backend", "sqlite", "--tenants", "1,20", "--quick"]
@@ -28,7 +28,7 @@ def quick_results(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[dec
     folder = tmp_path_factory.mktemp("bench_tmp")
     saved, tempfile.tempdir = tempfile.tempdir, str(folder)
     try:
-        yield decisions.run(decisions.Options.quick(("sqlite",), (1, 20)))
+        yield decisions.run(decisions.parse_args(QUICK))
     finally:
         tempfile.tempdir = saved
     assert list(folder.iterdir()) == []  # every temporary store was removed
@@ -52,8 +52,7 @@ def test_entry_point_runs_quick_and_cleans_up(module: str, tmp_path: Path) -> No
 
 
 def test_table_has_every_row_and_column(quick_results: list[decisions.Result]) -> None:
-    options = decisions.Options.quick(("sqlite",), (1, 20))
-    header, rows = table(decisions.render(quick_results, options))
+    header, rows = table(decisions.render(quick_results, decisions.parse_args(QUICK)))
     assert tuple(header) == decisions.COLUMNS
     assert [(r["tenants"], r["backend"]) for r in rows] == [("1", "sqlite"), ("20", "sqlite")]
     for row in rows:

@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from bench import http
-from tests.bench_tables import cell, table, verdict
-from tests.conftest import IN_CI
-
-
-def _require_wrk() -> None:
-    if Path(http.WRK).exists():
-        return
-    if IN_CI:
-        pytest.fail(f"CI=true but {http.WRK} is missing: the test set-up installs Debian's wrk")
-    pytest.skip(f"{http.WRK} is not installed (apt-get install wrk); CI=true requires it")
+from tests.bench_tables import cell, require_wrk, table, verdict
 
 
 def test_quick_run_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
-    _require_wrk()
+    require_wrk()
     assert http.main(["--quick", "--backend", "sqlite"]) == 0
     header, rows = table(capsys.readouterr().out)
     assert tuple(header) == http.COLUMNS

@@ -5,25 +5,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
-from bench import soak
-from bench.http import MARKER, WRK, WrkResult
+from bench import internals, soak, wrk
 from bench.store import Content
-from service.config import load_config
-from service.workflows import load_workflow
-from tests.bench_tables import cell, table, verdict
-from tests.conftest import IN_CI
-
-
-def _require_wrk() -> None:
-    if Path(WRK).exists():
-        return
-    if IN_CI:
-        pytest.fail(f"CI=true but {WRK} is missing: the test set-up installs Debian's wrk")
-    pytest.skip(f"{WRK} is not installed (apt-get install wrk); CI=true requires it")
+from bench.wrk import MARKER, WrkResult
+from tests.bench_tables import cell, require_wrk, table, verdict
 
 
 def _int(value: str) -> int:
@@ -31,7 +19,7 @@ def _int(value: str) -> int:
 
 
 def test_quick_run_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
-    _require_wrk()
+    require_wrk()
     code = soak.main(["--quick", "--backend", "sqlite"])
     out = capsys.readouterr().out
     header, rows = table(out)
@@ -62,13 +50,13 @@ def _wrk_output(statuses: dict[int, int], **socket: int) -> str:
     summary |= {k: socket.get(k, 0) for k in ("connect", "read", "write", "timeout")}
     summary |= {"status": sum(n for s, n in statuses.items() if s > 399), "p50_us": 1, "p99_us": 2}
     counts = json.dumps({str(s): n for s, n in statuses.items()})
-    return f"Running 1s test\n{MARKER}{json.dumps(summary)}\n{soak.STATUS_MARKER}{counts}\n"
+    return f"Running 1s test\n{MARKER}{json.dumps(summary)}\n{wrk.STATUS_MARKER}{counts}\n"
 
 
 def test_every_kind_of_wrk_error_is_counted() -> None:
-    clean = soak.parse_figures(_wrk_output({200: 100}))
+    clean = wrk.parse_figures(_wrk_output({200: 100}))
     assert (clean.errors, clean.server_errors, clean.unexpected) == (0, 0, 0)
-    figures = soak.parse_figures(
+    figures = wrk.parse_figures(
         _wrk_output({200: 90, 500: 1, 503: 2, 404: 3, 409: 1, 302: 1}, read=4, timeout=5)
     )
     assert figures.server_errors == 3
@@ -76,11 +64,11 @@ def test_every_kind_of_wrk_error_is_counted() -> None:
     assert figures.socket == {"connect": 0, "read": 4, "write": 0, "timeout": 5}
     assert figures.errors == 3 + 5 + 9
     with pytest.raises(RuntimeError, match="no summary"):
-        soak.parse_figures(f"{MARKER}{{}}\n")
+        wrk.parse_figures(f"{MARKER}{{}}\n")
 
 
 def test_expected_status_follows_the_policy_and_the_ends_of_the_area() -> None:
-    workflow = load_workflow(Path(load_config()["POLICY_DIR"]) / "workflow.toml")
+    workflow = internals.workflow()
     cells = Content(workflow, 1).cells(0)
     area = workflow.area_by_id["behaviour"]
     first, middle, final = area.phases
@@ -103,7 +91,7 @@ def _result(failures: int, growth_to: float) -> soak.Result:
     tally.refused["409 lost race"] += 4
     for _ in range(failures):
         tally.fail("advance", "500 instead of 200")
-    figures = soak.WrkFigures(
+    figures = wrk.WrkFigures(
         WrkResult(requests=1000, seconds=100.0, errors=0, p50_us=1000, p99_us=5000),
         statuses={200: 999, 503: 1},
         socket={"connect": 0, "read": 0, "write": 0, "timeout": 0},

@@ -1,0 +1,209 @@
+"""The one bench module that imports the service's internals: everything else goes through here.
+
+The benchmarks measure the service from outside (HTTP, `workflow-authz serve`) and from inside
+(decisions in this process, stores written directly). The inside part is wrapped here, so that
+when the service's modules are renamed or reshaped only this file has to follow.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from unittest import mock
+
+import flask.testing  # noqa: F401 - imported up front, so first-decision times exclude it
+from flask import Flask
+from sqlalchemy import Connection, Table
+
+import service.admin  # noqa: F401 - idem
+import service.api  # noqa: F401 - idem
+from service import accounts, assessments, create_app, keys, matrix, policy_changes, server
+from service.cli import default_cells as _default_cells
+from service.config import REPO_ROOT, load_config
+from service.db import Database, store
+from service.decisions import Question, decide_one
+from service.keys import Key
+from service.models import Assessment, PolicyVersion
+from service.policies import PolicyEngine, policy_engine
+from service.policies.store import RULES, current_version, tenant_cells
+from service.workflows import Area, Cell, Phase, Row, Workflow, load_workflow
+
+__all__ = ["REPO_ROOT", "Area", "Cell", "Phase", "Question", "Row", "Workflow", "create_app"]
+
+ACTOR = "bench"
+RULES_TABLE: Table = RULES
+VERSIONS_TABLE: Table = PolicyVersion.__table__  # type: ignore[assignment]
+ASSESSMENTS_TABLE: Table = Assessment.__table__  # type: ignore[assignment]
+ADMIN_USERNAME = "bench_admin"
+ALL_TENANTS = Key(0, ACTOR, None)
+"""The key in-process decisions are made under: valid for every tenant, as the API checks."""
+
+
+def workflow() -> Workflow:
+    """The configured workflow (areas, phases, roles, actions)."""
+    return load_workflow(Path(load_config()["POLICY_DIR"]) / "workflow.toml")
+
+
+def model_path() -> Path:
+    """The configured casbin model (model.conf)."""
+    return Path(load_config()["MODEL_PATH"])
+
+
+def cache_capacity() -> int:
+    """The policy cache size a production process uses (POLICY_CACHE_TENANTS)."""
+    capacity: int = load_config()["POLICY_CACHE_TENANTS"]
+    return capacity
+
+
+def default_cells() -> tuple[Cell, ...]:
+    """The shipped default policy's cells, sorted."""
+    return tuple(sorted(_default_cells()))
+
+
+def question(tenant: str, role: str, action: str, assessment: str) -> Question:
+    """An in-process question about an assessment, built before it is timed."""
+    return Question(tenant, role, action, assessment=assessment)
+
+
+# -- stores --------------------------------------------------------------------------------------
+
+
+def migrate(url: str) -> None:
+    """Create the schema of an empty store with the service's migrations."""
+    db = Database(url, 1)
+    try:
+        db.upgrade()
+    finally:
+        db.dispose()
+
+
+@contextmanager
+def writing(url: str) -> Iterator[Connection]:
+    """One write transaction on the store, its connections released afterwards."""
+    db = Database(url, 1)
+    try:
+        with db.write() as conn:
+            yield conn
+    finally:
+        db.dispose()
+
+
+def create_api_key(url: str, tenant: str | None = None) -> str:
+    """A new API key in the store (None: valid for every tenant), as the CLI would make it."""
+    with writing(url) as conn:
+        return keys.create(conn, ACTOR, tenant)
+
+
+def create_admin(url: str, tenant: str | None = None) -> tuple[str, str]:
+    """A new admin account for the web form; its username and password."""
+    password = secrets.token_urlsafe(16)
+    with writing(url) as conn:
+        accounts.create_admin(conn, ADMIN_USERNAME, tenant, password)
+    return ADMIN_USERNAME, password
+
+
+def form_fields(flow: Workflow, area: Area, cells: Iterable[Cell]) -> list[tuple[str, str]]:
+    """The admin form's checkbox fields for one area holding exactly these cells."""
+    return matrix.form_fields(flow, matrix.from_cells(area, cells))
+
+
+class Local:
+    """The service's store and policy engine in this process."""
+
+    def __init__(self, db: Database, engine: PolicyEngine) -> None:
+        self.db = db
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: str, pool_size: int = 1, capacity: int = 16) -> Local:
+        """A store and engine of our own, as the CLI builds them."""
+        db = Database(url, pool_size)
+        return cls(db, PolicyEngine(db, workflow(), model_path(), capacity))
+
+    def close(self) -> None:
+        """Release the store's connections."""
+        self.db.dispose()
+
+    def cell_decider(self, versions: Mapping[str, int]) -> Callable[[Row], bool]:
+        """The policy decision for a 5-tuple with the tenant's version in hand."""
+        engine = self.engine
+
+        def decide(r: Row) -> bool:
+            return engine.decide(*r, version=versions[r[0]]).allowed
+
+        return decide
+
+    def cold_cell_decider(self) -> Callable[[Row], bool]:
+        """The same for a tenant that is not resident: forgotten first, so its rows are read."""
+        engine = self.engine
+
+        def decide_cold(r: Row) -> bool:
+            engine.forget(r[0])
+            return engine.decide(*r, version=1).allowed
+
+        return decide_cold
+
+    def decide(self, q: Question) -> bool:
+        """One full decision as POST /authorize makes it, minus HTTP and the key check."""
+        with self.db.read() as conn:
+            return decide_one(conn, self.engine, ALL_TENANTS, q).decision.allowed
+
+    def decide_cold(self, q: Question) -> bool:
+        """The same for a tenant that is not resident: forgotten first, so its rows are read."""
+        self.engine.forget(q.tenant)
+        return self.decide(q)
+
+    def cells(self, tenant: str, area: str) -> tuple[int | None, set[Cell]]:
+        """A tenant's policy version and its cells of one area, read together."""
+        with self.db.read() as conn:
+            return current_version(conn, tenant), set(tenant_cells(conn, tenant, area))
+
+    def toggle(self, tenant: str, cell: Cell, allowed: bool) -> tuple[bool, int]:
+        """Read and replace a tenant's area in one write transaction, with `cell` set or not."""
+        area = cell[1]
+        with self.db.write() as conn:
+            cells = set(tenant_cells(conn, tenant, area))
+            cells = cells | {cell} if allowed else cells - {cell}
+            result = policy_changes.save(conn, self.engine, tenant, cells, actor=ACTOR, area=area)
+        return bool(result.changes), result.version
+
+    def create_tenant(self, tenant: str, assessment: str, area: str) -> None:
+        """A tenant with the default policy and one assessment at the area's first phase."""
+        with self.db.write() as conn:
+            self.engine.create_tenant(conn, tenant, default_cells(), actor=ACTOR)
+            assessments.create(conn, self.engine.workflow, tenant, assessment, area)
+
+
+# -- apps ----------------------------------------------------------------------------------------
+
+
+@contextmanager
+def test_app(url: str) -> Iterator[Flask]:
+    """The service's app on a store, in testing mode, its connections released on exit."""
+    app = create_app({"DATABASE_URL": url, "TESTING": True})
+    try:
+        yield app
+    finally:
+        with app.app_context():
+            store().dispose()
+
+
+def local_of(app: Flask) -> Local:
+    """The store and policy engine an app built for itself."""
+    with app.app_context():
+        return Local(store(), policy_engine())
+
+
+def serve(load: Callable[[], Flask], host: str, port: int, workers: int) -> None:
+    """Serve `load()`'s app with exactly the gunicorn options `workflow-authz serve` uses."""
+
+    class Loaded(server._Server):
+        def load(self) -> Flask:
+            return load()
+
+    # server.run builds its options and then instantiates the module's _Server: swapping that
+    # class for the duration keeps every gunicorn setting identical to `serve`'s.
+    with mock.patch.object(server, "_Server", Loaded):
+        server.run(host, port, workers)
