@@ -19,18 +19,39 @@ from sqlalchemy import Connection, Table
 
 import service.admin  # noqa: F401 - idem
 import service.api  # noqa: F401 - idem
-from service import accounts, assessments, create_app, keys, matrix, policy_changes, server
+from service import (
+    accounts,
+    assessments,
+    create_app,
+    keys,
+    matrix,
+    policy_changes,
+    server,
+    shapes,
+)
 from service.cli import default_cells as _default_cells
 from service.config import REPO_ROOT, load_config
 from service.db import Database, store
 from service.decisions import Question, decide_one
+from service.errors import InvalidRequest
 from service.keys import Key
 from service.models import Assessment, PolicyVersion
 from service.policies import PolicyEngine, policy_engine
 from service.policies.store import RULES, current_version, tenant_cells
 from service.workflows import Area, Cell, Phase, Row, Workflow, load_workflow
 
-__all__ = ["REPO_ROOT", "Area", "Cell", "Phase", "Question", "Row", "Workflow", "create_app"]
+__all__ = [
+    "REPO_ROOT",
+    "Area",
+    "Cell",
+    "InvalidRequest",
+    "Phase",
+    "Question",
+    "Row",
+    "Workflow",
+    "create_app",
+    "shapes",
+]
 
 ACTOR = "bench"
 RULES_TABLE: Table = RULES

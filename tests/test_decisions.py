@@ -1,0 +1,158 @@
+"""How a request is decided (service/decisions.py): a single question is a batch of one, a batch
+reads what it needs in one query per kind however many questions it holds, /permissions asks one
+question per action through the same path, and every answer is logged where it is made."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+
+import pytest
+from sqlalchemy import event
+
+from service import decisions
+from service.db import Database
+from service.decisions import Answer, Question
+from service.errors import Forbidden, InvalidRequest, NotFound, ServiceError, Unavailable
+from service.keys import Key
+from service.policies import PolicyEngine
+from tests.conftest import Api
+
+ALL = Key(0, "test", None)
+NORTH_ONLY = Key(1, "north", "north")
+BY_PHASE = Question("default", "parent", "view", area="behaviour", phase="completed")
+
+
+def _create(api: Api, *ids: str, area: str = "behaviour") -> None:
+    for assessment_id in ids:
+        assert api.post("/assessments", {"id": assessment_id, "area": area}).status_code == 201
+
+
+@contextmanager
+def _statements(db: Database) -> Iterator[list[str]]:
+    """Every SQL statement the store runs inside the block."""
+    seen: list[str] = []
+
+    def count(*args: object) -> None:
+        seen.append(str(args[2]))
+
+    event.listen(db.reader, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(db.reader, "before_cursor_execute", count)
+
+
+def _answers(
+    db: Database, engine: PolicyEngine, key: Key, questions: list[decisions.Asked]
+) -> list[Answer | ServiceError]:
+    with db.read() as conn:
+        return decisions.decide_all(conn, engine, key, questions)
+
+
+def test_a_single_question_is_answered_as_a_batch_of_one(
+    api: Api, db: Database, policy_engine: PolicyEngine
+) -> None:
+    _create(api, "b1")
+    about = Question("default", "mentor", "advance", assessment="b1")
+    with db.read() as conn:
+        one = decisions.decide_one(conn, policy_engine, ALL, about)
+    [batch] = _answers(db, policy_engine, ALL, [about])
+    assert isinstance(batch, Answer)
+    assert (one.decision, one.assessment) == (batch.decision, batch.assessment)
+    assert one.decision.allowed and one.decision.phase == "group_registration"
+    assert one.decision_id != batch.decision_id  # each answer is its own line in the log
+
+
+def test_a_batch_reads_assessments_and_versions_in_one_query_each(
+    api: Api, db: Database, policy_engine: PolicyEngine
+) -> None:
+    ids = [f"q{i}" for i in range(30)]
+    _create(api, *ids)
+    questions: list[decisions.Asked] = [
+        Question("default", "mentor", "edit", assessment=i) for i in ids
+    ]
+    questions += [BY_PHASE] * 30 + [
+        Question("nowhere", "parent", "view", area="behaviour", phase="completed")
+    ]
+    policy_engine.policy("default", 1)  # resident: the rows are not what is counted here
+    with _statements(db) as seen:
+        answers = _answers(db, policy_engine, ALL, questions)
+    assert len(seen) == 2, seen
+    assert all(isinstance(a, Answer) and a.decision.allowed for a in answers[:60])
+    assert isinstance(answers[60], NotFound) and answers[60].field == "tenant"
+
+
+def test_each_question_fails_alone_and_the_rest_are_answered(
+    api: Api, db: Database, policy_engine: PolicyEngine
+) -> None:
+    _create(api, "f1")
+    refused = InvalidRequest("bad item", field="role")
+    questions: list[decisions.Asked] = [
+        refused,
+        Question("default", "janitor", "view", assessment="f1"),
+        Question("default", "parent", "view", assessment="missing"),
+        Question("nowhere", "parent", "view", assessment="f1"),
+        BY_PHASE,
+    ]
+    answers = _answers(db, policy_engine, ALL, questions)
+    assert answers[0] is refused
+    assert isinstance(answers[1], InvalidRequest) and answers[1].field == "role"
+    assert isinstance(answers[2], NotFound) and answers[2].field == "assessment"
+    assert isinstance(answers[3], NotFound) and answers[3].field == "tenant"
+    assert isinstance(answers[4], Answer) and answers[4].decision.allowed
+
+
+def test_a_key_of_another_tenant_gets_forbidden_per_question(
+    db: Database, policy_engine: PolicyEngine
+) -> None:
+    [answer] = _answers(db, policy_engine, NORTH_ONLY, [BY_PHASE])
+    assert isinstance(answer, Forbidden) and answer.field == "tenant"
+
+
+def test_permissions_are_one_question_per_action_of_the_definition(
+    api: Api, db: Database, policy_engine: PolicyEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="workflow_authz.decisions")
+    _create(api, "p1")
+    asked = Question("default", "mentor", "", assessment="p1")
+    with db.read() as conn:
+        where, actions = decisions.permitted(conn, policy_engine, ALL, asked)
+    expected = []
+    for action in policy_engine.workflow.actions:
+        with db.read() as conn:
+            if decisions.decide_one(
+                conn, policy_engine, ALL, replace(asked, action=action)
+            ).decision.allowed:
+                expected.append(action)
+    assert (where.area, where.phase, actions) == ("behaviour", "group_registration", expected)
+    assert expected == ["view", "edit", "advance"]
+    logged = [
+        json.loads(r.getMessage())["action"]
+        for r in caplog.records
+        if r.name == "workflow_authz.decisions"
+    ]
+    assert logged[: len(policy_engine.workflow.actions)] == list(policy_engine.workflow.actions)
+
+
+def test_decisions_are_logged_where_they_are_made_not_where_they_are_formatted(
+    db: Database, policy_engine: PolicyEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="workflow_authz.decisions")
+    answers = _answers(db, policy_engine, ALL, [BY_PHASE, replace(BY_PHASE, role="learner")])
+    lines = [
+        json.loads(r.getMessage()) for r in caplog.records if r.name == "workflow_authz.decisions"
+    ]
+    assert [line["decision_id"] for line in lines] == [
+        a.decision_id for a in answers if isinstance(a, Answer)
+    ]
+    assert [line["role"] for line in lines] == ["parent", "learner"]
+
+
+def test_a_store_failure_fails_the_whole_batch(policy_engine: PolicyEngine) -> None:
+    broken = Database("sqlite:////nonexistent-dir/store.sqlite3")
+    with pytest.raises(Unavailable):
+        _answers(broken, policy_engine, ALL, [BY_PHASE])

@@ -1,0 +1,131 @@
+"""The API's shapes are declared once (service/shapes.py): every endpoint enforces exactly the body
+and query its view declares, and /openapi.json says exactly that. These tests walk the declared
+operations, so an endpoint added without a declaration, or a declaration the view does not
+enforce, fails here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from service import shapes
+from service.errors import InvalidRequest
+from tests.conftest import Api
+
+EXAMPLES: dict[type[shapes.Body], dict[str, Any]] = {
+    shapes.QuestionBody: {
+        "role": "parent",
+        "action": "view",
+        "area": "behaviour",
+        "phase": "completed",
+    },
+    shapes.Place: {"role": "parent", "area": "behaviour", "phase": "completed"},
+    shapes.BatchBody: {"requests": []},
+    shapes.CreateBody: {"id": "s1", "area": "behaviour"},
+    shapes.MoveBody: {"role": "mentor", "actor": "m"},
+    shapes.ReopenBody: {"role": "headteacher", "actor": "h", "reason": "typo"},
+    shapes.BulkAdvanceBody: {"role": "mentor", "actor": "m", "ids": ["s1"]},
+}
+"""A valid body of each declared shape."""
+
+
+def _operations(app: Flask) -> list[tuple[str, str, shapes.Operation]]:
+    """(path, method, operation) of every declared API route, with `s1` for the assessment id."""
+    found = []
+    for rule in app.url_map.iter_rules():
+        op = shapes.declared(app.view_functions[rule.endpoint])
+        if op is not None:
+            path = rule.rule.replace("<assessment_id>", "s1")
+            found += [(path, m, op) for m in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"})]
+    return found
+
+
+def test_every_api_route_declares_its_shapes(app: Flask) -> None:
+    api_routes = {r.rule for r in app.url_map.iter_rules() if r.endpoint.startswith("api.")}
+    declared = {
+        r.rule
+        for r in app.url_map.iter_rules()
+        if shapes.declared(app.view_functions[r.endpoint]) is not None
+    }
+    assert api_routes == declared
+
+
+def test_every_declared_body_has_an_example_here(app: Flask) -> None:
+    bodies = {op.body for _, _, op in _operations(app) if op.body is not None}
+    assert bodies == set(EXAMPLES)
+
+
+def test_each_body_refuses_an_unknown_field_naming_it(app: Flask, api: Api) -> None:
+    for path, _, op in _operations(app):
+        if op.body is None:
+            continue
+        response = api.post(path, EXAMPLES[op.body] | {"surplus": 1})
+        assert response.status_code == 400, (path, response.json)
+        assert response.json["error"] == {
+            "code": "invalid_request",
+            "message": "unknown field 'surplus'",
+            "field": "surplus",
+        }
+
+
+def test_each_required_field_the_document_names_is_required_by_the_service(
+    app: Flask, api: Api
+) -> None:
+    schemas = app.test_client().get("/openapi.json").json["components"]["schemas"]
+    for path, _, op in _operations(app):
+        if op.body is None:
+            continue
+        required = schemas[op.body.__name__].get("required", [])
+        assert required, op.body
+        for name in required:
+            body = {k: v for k, v in EXAMPLES[op.body].items() if k != name}
+            response = api.post(path, body)
+            assert response.status_code == 400, (path, name, response.json)
+            assert response.json["error"]["field"] == name
+
+
+def test_the_document_forbids_extra_fields_wherever_the_service_does(app: Flask) -> None:
+    schemas = app.test_client().get("/openapi.json").json["components"]["schemas"]
+    for model in EXAMPLES:
+        assert schemas[model.__name__]["additionalProperties"] is False, model
+
+
+@pytest.mark.parametrize(
+    ("raw", "field", "message"),
+    [
+        (b"", None, shapes.NOT_AN_OBJECT),
+        (b"[1]", None, shapes.NOT_AN_OBJECT),
+        (
+            b'{"role": 7, "action": "view"}',
+            "role",
+            "role must be an identifier: [a-z][a-z0-9_]*, at most 64 characters",
+        ),
+        (b'{"action": "view"}', "role", "missing field 'role'"),
+        (
+            b'{"role": "Parent", "action": "view"}',
+            "role",
+            "role must be an identifier: [a-z][a-z0-9_]*, at most 64 characters",
+        ),
+    ],
+)
+def test_a_finding_becomes_the_services_error_naming_the_field(
+    raw: bytes, field: str | None, message: str
+) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        shapes.parse_json(shapes.QuestionBody, raw)
+    assert (refused.value.field, refused.value.message) == (field, message)
+
+
+def test_an_unknown_field_is_reported_before_any_other_finding() -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        shapes.parse_json(shapes.QuestionBody, b'{"role": "Parent", "acton": "view"}')
+    assert refused.value.field == "acton"
+
+
+def test_answers_serialise_as_declared() -> None:
+    error = shapes.ErrorBody(error=shapes.error_body("conflict", "taken"))
+    assert error.model_dump_json() == '{"error":{"code":"conflict","message":"taken"}}'
+    named = shapes.ErrorBody(error=shapes.error_body("invalid_request", "bad", "role"))
+    assert '"field":"role"' in named.model_dump_json()
