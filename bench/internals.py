@@ -193,7 +193,7 @@ class Local:
     def create_tenant(self, tenant: str, assessment: str, area: str) -> None:
         """A tenant with the default policy and one assessment at the area's first phase."""
         with self.db.write() as conn:
-            self.engine.create_tenant(conn, tenant, default_cells(), actor=ACTOR)
+            policy_changes.create_tenant(conn, tenant, default_cells(), actor=ACTOR)
             assessments.create(conn, self.engine.workflow, tenant, assessment, area)
 
 

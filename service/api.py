@@ -5,7 +5,8 @@ calls the domain module that owns the question, and answers with a declared shap
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar
 
 from flask import Blueprint, Response, request
@@ -45,6 +46,15 @@ def _retrying(view: Callable[P, R]) -> Callable[P, R]:
             return view(*args, **kwargs)
 
     return once_more
+
+
+@contextmanager
+def _keyed(write: bool = False) -> Iterator[tuple[Connection, Key]]:
+    """A read (or write) transaction and the caller's key, checked before anything else of the
+    request is read: an unauthenticated body is never parsed."""
+    db = store()
+    with db.write() if write else db.read() as conn:
+        yield conn, _authenticate(conn)
 
 
 def _authenticate(conn: Connection) -> Key:
@@ -93,8 +103,7 @@ def _error(error: ServiceError) -> shapes.ErrorObject:
 def authorize() -> Response:
     """May a role perform an action on an assessment, or at a phase? A deny is a 200 answer
     with allowed false."""
-    with store().read() as conn:
-        key = _authenticate(conn)
+    with _keyed() as (conn, key):
         body: shapes.QuestionBody = shapes.body()
         answer = decisions.decide_one(conn, policy_engine(), key, _question(body, body.action))
     response = shapes.respond(shapes.Decision.model_construct(**_decision(answer)))
@@ -107,8 +116,7 @@ def authorize() -> Response:
 @_retrying
 def authorize_batch() -> Response:
     """Decide up to 1000 questions in one read of the store; results keep the request order."""
-    with store().read() as conn:
-        key = _authenticate(conn)
+    with _keyed() as (conn, key):
         items = shapes.body().requests
         asked = [_batch_item(i, item) for i, item in enumerate(items)]
         answers = decisions.decide_all(conn, policy_engine(), key, [q for _, q in asked])
@@ -142,8 +150,7 @@ def _batch_item(index: int, item: Any) -> tuple[str, decisions.Asked]:
 @_retrying
 def permissions() -> Response:
     """Every action a role may take on an assessment or at a phase: the buttons to show."""
-    with store().read() as conn:
-        key = _authenticate(conn)
+    with _keyed() as (conn, key):
         place: shapes.Place = shapes.body()
         question = _question(place, "")
         where, actions = decisions.permitted(conn, policy_engine(), key, question)
@@ -161,60 +168,54 @@ def permissions() -> Response:
 
 
 @bp.post("/assessments")
-@shapes.operation({201: shapes.State}, (*ERRORS, 409), body=shapes.CreateBody)
+@shapes.operation({201: assessments.State}, (*ERRORS, 409), body=shapes.CreateBody)
 def create_assessment() -> Response:
     """Register an assessment at its area's first phase."""
-    with store().write() as conn:
-        key = _authenticate(conn)
+    with _keyed(write=True) as (conn, key):
         new: shapes.CreateBody = shapes.body()
         key.require_tenant(new.tenant)
         state = transitions.start(conn, policy_engine(), new.tenant, new.id, new.area)
-    return shapes.respond(_state(state), 201)
+    return shapes.respond(state, 201)
 
 
 @bp.get("/assessments/<assessment_id>")
-@shapes.operation({200: shapes.StateWithHistory}, ERRORS, query=shapes.TenantQuery)
+@shapes.operation({200: assessments.StateWithHistory}, ERRORS, query=shapes.TenantQuery)
 @_retrying
 def get_assessment(assessment_id: str) -> Response:
     """An assessment's state and its whole transition history."""
-    with store().read() as conn:
-        key = _authenticate(conn)
+    with _keyed() as (conn, key):
         tenant = shapes.query().tenant
         key.require_tenant(tenant)
         assessments.check_id(assessment_id)
         state = assessments.get(conn, tenant, assessment_id)
         history = assessments.history(conn, tenant, assessment_id)
-    entries = [shapes.HistoryEntry.model_construct(**vars(h)) for h in history]
-    return shapes.respond(shapes.StateWithHistory.model_construct(**vars(state), history=entries))
+    return shapes.respond(assessments.StateWithHistory(**vars(state), history=history))
 
 
 @bp.post("/assessments/<assessment_id>/advance")
-@shapes.operation({200: shapes.State}, (*ERRORS, 409), body=shapes.MoveBody)
+@shapes.operation({200: assessments.State}, (*ERRORS, 409), body=shapes.MoveBody)
 def advance_assessment(assessment_id: str) -> Response:
     """Advance to the next phase (the responsible role only); of concurrent moves of one
     assessment exactly one wins."""
-    with store().write() as conn:
-        key = _authenticate(conn)
+    with _keyed(write=True) as (conn, key):
         move: shapes.MoveBody = shapes.body()
-        return shapes.respond(_state(_move(conn, key, move, assessment_id, ADVANCE)))
+        return shapes.respond(_move(conn, key, move, assessment_id, ADVANCE))
 
 
 @bp.post("/assessments/<assessment_id>/reopen")
-@shapes.operation({200: shapes.State}, (*ERRORS, 409), body=shapes.ReopenBody)
+@shapes.operation({200: assessments.State}, (*ERRORS, 409), body=shapes.ReopenBody)
 def reopen_assessment(assessment_id: str) -> Response:
     """Move back one phase (action reopen); the reason is kept in the history."""
-    with store().write() as conn:
-        key = _authenticate(conn)
+    with _keyed(write=True) as (conn, key):
         move: shapes.ReopenBody = shapes.body()
-        return shapes.respond(_state(_move(conn, key, move, assessment_id, REOPEN)))
+        return shapes.respond(_move(conn, key, move, assessment_id, REOPEN))
 
 
 @bp.post("/assessments/advance")
 @shapes.operation({200: shapes.BulkResults}, ERRORS, body=shapes.BulkAdvanceBody)
 def advance_assessments() -> Response:
     """Advance up to 1000 assessments, each in its own transaction: one failure blocks no other."""
-    with store().read() as conn:
-        key = _authenticate(conn)
+    with _keyed() as (conn, key):
         bulk: shapes.BulkAdvanceBody = shapes.body()
         key.require_tenant(bulk.tenant)
     return shapes.respond(
@@ -226,7 +227,7 @@ def _advance_one(key: Key, bulk: shapes.BulkAdvanceBody, assessment_id: Any) -> 
     """One item of a bulk advance: the new state, or the error a single advance would give."""
     try:
         with store().write() as conn:
-            return _state(_move(conn, key, bulk, assessment_id, ADVANCE))
+            return _move(conn, key, bulk, assessment_id, ADVANCE)
     except ServiceError as error:
         item_id = assessment_id if isinstance(assessment_id, str) else None
         return shapes.BulkError.model_construct(id=item_id, error=_error(error))
@@ -250,24 +251,18 @@ def _move(
     )
 
 
-def _state(state: assessments.State) -> shapes.State:
-    return shapes.State.model_construct(**vars(state))
-
-
 @bp.get("/events")
 @shapes.operation({200: shapes.EventsPage}, ERRORS, query=shapes.FeedQuery)
 @_retrying
 def feed() -> Response:
     """The external-systems feed: assessments newly visible, or no longer visible, to external
     systems, after a cursor, oldest first."""
-    with store().read() as conn:
-        key = _authenticate(conn)
+    with _keyed() as (conn, key):
         asked: shapes.FeedQuery = shapes.query()
         key.require_tenant(asked.tenant)
         require_version(conn, asked.tenant)
         found, cursor = events.page(conn, asked.tenant, asked.after, asked.limit)
-    page = [shapes.Event.model_construct(**vars(e)) for e in found]
-    return shapes.respond(shapes.EventsPage.model_construct(events=page, cursor=cursor))
+    return shapes.respond(shapes.EventsPage.model_construct(events=found, cursor=cursor))
 
 
 @bp.get("/healthz")

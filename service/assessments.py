@@ -18,13 +18,22 @@ from service.policies.store import require_version
 from service.workflows import Workflow
 
 ASSESSMENT_ID = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._:-]{{0,{MAX_ASSESSMENT_ID - 1}}}\Z")
-# The state with its tenant's policy version: a decision or a move needs both, in one query.
-_WITH_VERSION = select(Assessment, PolicyVersion.version.label("policy_version")).join(
-    PolicyVersion, PolicyVersion.tenant == Assessment.tenant
+ASSESSMENT_ID_RULE = (
+    f"1-{MAX_ASSESSMENT_ID} characters of A-Z a-z 0-9 . _ : - starting with a letter or digit"
 )
-# Built once: every decision about one assessment runs it.
-_ONE = _WITH_VERSION.where(
+"""What an assessment id may be: other systems' ids (`2026-T1:7b.maths`) fit unchanged."""
+# A decision needs the phase and the tenant's policy version: one indexed query, built once.
+_SUBJECTS = select(
+    Assessment.tenant, Assessment.id, Assessment.area, Assessment.phase, PolicyVersion.version
+).join(PolicyVersion, PolicyVersion.tenant == Assessment.tenant)
+_SUBJECT = _SUBJECTS.where(
     Assessment.tenant == bindparam("tenant"), Assessment.id == bindparam("id")
+)
+# A move needs the whole state and the policy version, likewise in one query.
+_STATE = (
+    select(Assessment, PolicyVersion.version.label("policy_version"))
+    .join(PolicyVersion, PolicyVersion.tenant == Assessment.tenant)
+    .where(Assessment.tenant == bindparam("tenant"), Assessment.id == bindparam("id"))
 )
 
 
@@ -51,13 +60,9 @@ class Subject:
 
 
 def check_id(value: object) -> str:
-    """An assessment id: 1-128 of letters, digits and . _ : - (first a letter or digit)."""
+    """An assessment id (ASSESSMENT_ID_RULE), or InvalidRequest naming the field `id`."""
     if not isinstance(value, str) or not ASSESSMENT_ID.match(value):
-        raise InvalidRequest(
-            "assessment id must be 1-128 characters of A-Z a-z 0-9 . _ : - "
-            "starting with a letter or digit",
-            field="id",
-        )
+        raise InvalidRequest(f"assessment id must be {ASSESSMENT_ID_RULE}", field="id")
     return value
 
 
@@ -66,12 +71,12 @@ def subjects(conn: Connection, wanted: Iterable[tuple[str, str]]) -> dict[tuple[
     keys = set(wanted)
     if len(keys) == 1:
         ((tenant, assessment_id),) = keys
-        rows = conn.execute(_ONE, {"tenant": tenant, "id": assessment_id})
+        rows = conn.execute(_SUBJECT, {"tenant": tenant, "id": assessment_id})
     elif keys:
-        rows = conn.execute(_WITH_VERSION.where(tuple_(Assessment.tenant, Assessment.id).in_(keys)))
+        rows = conn.execute(_SUBJECTS.where(tuple_(Assessment.tenant, Assessment.id).in_(keys)))
     else:
         return {}
-    return {(r.tenant, r.id): Subject(r.area, r.phase, r.policy_version) for r in rows}
+    return {(r.tenant, r.id): Subject(r.area, r.phase, r.version) for r in rows}
 
 
 def not_found(tenant: str, assessment_id: str, field: str = "id") -> NotFound:
@@ -120,7 +125,7 @@ def get(conn: Connection, tenant: str, assessment_id: str) -> State:
 def get_with_policy_version(conn: Connection, tenant: str, assessment_id: str) -> tuple[State, int]:
     """The assessment's state and its tenant's policy version, in one query; NotFound naming the
     tenant or the assessment."""
-    row = conn.execute(_ONE, {"tenant": tenant, "id": assessment_id}).one_or_none()
+    row = conn.execute(_STATE, {"tenant": tenant, "id": assessment_id}).one_or_none()
     if row is None:
         require_version(conn, tenant)  # an unknown tenant says so rather than "no assessment"
         raise not_found(tenant, assessment_id)
@@ -139,6 +144,13 @@ class Step:
     action: str
     reason: str | None
     policy_version: int
+
+
+@dataclass(frozen=True)
+class StateWithHistory(State):
+    """An assessment's state and every transition, oldest first."""
+
+    history: list[Step]
 
 
 def history(conn: Connection, tenant: str, assessment_id: str) -> list[Step]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 from sqlalchemy import Connection
 
-from service import accounts, keys
+from service import accounts, keys, policy_changes
 from service.admin import secret_key
 from service.checker.rows import read_policy_file
 from service.cli_errors import CommandError, loading, settings, store_engine
@@ -63,7 +63,7 @@ def init(quickstart: bool, host: str, port: int) -> None:
         engine.db.upgrade()
         with engine.db.write() as conn:
             if not tenants(conn):
-                engine.create_tenant(conn, "default", default_cells(), actor="init")
+                policy_changes.create_tenant(conn, "default", default_cells(), actor="init")
                 click.echo("Loaded the default policy into tenant 'default' (version 1).")
             if quickstart:
                 _quickstart_key(conn)
@@ -174,7 +174,7 @@ def tenants_group() -> None:
 def tenants_create(tenant: str) -> None:
     """Create a tenant whose policy starts as a copy of the shipped default policy."""
     with store_engine() as engine, engine.db.write() as conn:
-        engine.create_tenant(conn, tenant, default_cells(), actor="cli")
+        policy_changes.create_tenant(conn, tenant, default_cells(), actor="cli")
     click.echo(f"Created tenant {tenant!r} from the default policy.")
 
 

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 
 class ServiceError(Exception):
-    """Base of every error the service reports to a caller."""
+    """Base of every error the service reports to a caller: an HTTP status and JSON code for the
+    API, an exit code for the CLI (each subclass sets them in its class line)."""
 
     status = 500
     code = "internal"
     exit_code = 1
+
+    def __init_subclass__(cls, status: int = 0, code: str = "", exit_code: int = 0) -> None:
+        super().__init_subclass__()
+        cls.status, cls.code = status or cls.status, code or cls.code
+        cls.exit_code = exit_code or cls.exit_code
 
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
@@ -16,48 +22,39 @@ class ServiceError(Exception):
         self.field = field
 
 
-class InvalidRequest(ServiceError):
-    status, code, exit_code = 400, "invalid_request", 2
+class InvalidRequest(ServiceError, status=400, code="invalid_request", exit_code=2):
+    """The question is malformed; `field` names the culprit (on the CLI: bad usage)."""
 
 
-class Unauthorized(ServiceError):
-    status, code = 401, "unauthorized"
+class Unauthorized(ServiceError, status=401, code="unauthorized"):
+    """No key, or a key that is not valid."""
 
 
-class Forbidden(ServiceError):
-    status, code = 403, "forbidden"
+class Forbidden(ServiceError, status=403, code="forbidden"):
+    """The key is valid, but not for that tenant."""
 
 
-class NotAllowed(ServiceError):
+class NotAllowed(ServiceError, status=403, code="not_allowed"):
     """The policy does not let this role perform a state change (distinct from a bad key)."""
 
-    status, code = 403, "not_allowed"
+
+class NotFound(ServiceError, status=404, code="not_found"):
+    """No such tenant or assessment."""
 
 
-class NotFound(ServiceError):
-    status, code = 404, "not_found"
+class Conflict(ServiceError, status=409, code="conflict"):
+    """The change collides with the current state (it exists, it moved on, it is final)."""
 
 
-class Conflict(ServiceError):
-    status, code = 409, "conflict"
-
-
-class TooLarge(ServiceError):
-    status, code = 413, "too_large"
-
-
-class RateLimited(ServiceError):
+class RateLimited(ServiceError, status=429, code="rate_limited"):
     """Too many failed authentications from one address; `retry_after` in seconds."""
-
-    status, code = 429, "rate_limited"
 
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
 
 
-class Unavailable(ServiceError):
+class Unavailable(ServiceError, status=503, code="unavailable"):
     """The store cannot be read or written: the service cannot answer, and never allows."""
 
-    status, code = 503, "unavailable"
     retryable = False  # True when the connection died: a read may be tried once more

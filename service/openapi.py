@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from flask import current_app
-from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
+from pydantic import TypeAdapter
+from pydantic.json_schema import JsonSchemaMode
 from werkzeug.routing import Rule
 
 from service import shapes
@@ -70,23 +70,25 @@ def _operations() -> Iterator[tuple[Rule, str, Any, Operation]]:
             yield rule, method.lower(), view, op
 
 
+Key = tuple[type, JsonSchemaMode]
+
+
 def _schemas(
     operations: list[tuple[Rule, str, Any, Operation]],
-) -> tuple[dict[tuple[type[BaseModel], str], Any], dict[str, Any]]:
+) -> tuple[dict[Key, Any], dict[str, Any]]:
     """JSON Schemas of every declared body and answer (and the error), with their references."""
-    wanted: dict[tuple[type[BaseModel], Any], None] = {(shapes.ErrorBody, "serialization"): None}
+    wanted: dict[Key, None] = {(shapes.ErrorBody, "serialization"): None}
     for *_, op in operations:
         if op.body is not None:
             wanted[(op.body, "validation")] = None
-        for model in op.answers.values():
-            wanted[(model, "serialization")] = None
-    refs, defs = models_json_schema(list(wanted), ref_template=REF)
-    return {(m, mode): ref for (m, mode), ref in refs.items()}, dict(defs.get("$defs", {}))  # type: ignore[misc]
+        for kind in op.answers.values():
+            wanted[(kind, "serialization")] = None
+    inputs = [(key, key[1], shapes.adapter(key[0])) for key in wanted]
+    refs, defs = TypeAdapter.json_schemas(inputs, ref_template=REF)
+    return {key: ref for (key, _), ref in refs.items()}, dict(defs.get("$defs", {}))
 
 
-def _operation(
-    rule: Rule, view: Any, op: Operation, refs: dict[tuple[type[BaseModel], str], Any]
-) -> dict[str, Any]:
+def _operation(rule: Rule, view: Any, op: Operation, refs: dict[Key, Any]) -> dict[str, Any]:
     """One operation: its summary, parameters, body, answers and errors."""
     described: dict[str, Any] = {"summary": _summary(view)}
     if op.public:
@@ -133,14 +135,12 @@ def _path(rule: Rule) -> str:
 
 def _path_parameters(rule: Rule) -> list[dict[str, Any]]:
     """The rule's path variables, each with its declared shape."""
-    from pydantic import TypeAdapter
-
     return [
         {
             "name": name,
             "in": "path",
             "required": True,
-            "schema": TypeAdapter(PATH_PARAMETERS[name]).json_schema(),
+            "schema": shapes.adapter(PATH_PARAMETERS[name]).json_schema(),
         }
         for name in rule.arguments
     ]

@@ -1,16 +1,39 @@
-"""Changing a tenant's policy: the seam writes the rows and the version, the audit records each
-changed cell, and the feed hears of every assessment whose visibility to external systems the
-change flips -- all in the caller's one transaction, so none of them can disagree."""
+"""Changing a tenant's policy, in the caller's one transaction: the rows and the version (through
+the seam's store, never the adapter's auto-save, which commits row by row and deletes across
+tenants), one audit row per changed cell, and a feed event for every assessment whose visibility
+to external systems the change flips -- so none of them can disagree with another."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
 from service import audit, events
-from service.policies import PolicyEngine, WriteResult
-from service.workflows import Cell
+from service.errors import Conflict, InvalidRequest
+from service.policies import PolicyEngine
+from service.policies import store as rows
+from service.workflows import Cell, CellChange, is_identifier
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What a policy write did: the version now in force and the cells it changed."""
+
+    version: int
+    changes: tuple[CellChange, ...] = ()
+
+
+def create_tenant(conn: Connection, tenant: str, cells: Iterable[Cell], actor: str) -> WriteResult:
+    """A new tenant at version 1 with the given cells (Conflict if it exists)."""
+    if not is_identifier(tenant):
+        raise InvalidRequest(f"invalid tenant {tenant!r}: use [a-z][a-z0-9_]*", field="tenant")
+    if rows.current_version(conn, tenant) is not None:
+        raise Conflict(f"tenant {tenant!r} already exists", field="tenant")
+    rows.insert_tenant(conn, tenant, actor)
+    rows.insert_cells(conn, tenant, set(cells))
+    return WriteResult(1)
 
 
 def save(
@@ -23,10 +46,27 @@ def save(
     area: str | None = None,
     expected_version: int | None = None,
 ) -> WriteResult:
-    """Replace a tenant's rows (or one area's), audit each changed cell and feed the changes."""
-    result = engine.replace(
-        conn, tenant, cells, actor=actor, area=area, expected_version=expected_version
-    )
-    audit.record_policy_changes(conn, tenant, result.version, actor, result.changes)
-    events.on_policy_change(conn, engine.workflow, tenant, result.version, result.changes)
-    return result
+    """Replace a tenant's rows (or one area's), bump the version, audit and feed the changes.
+
+    Refuses with Conflict when `expected_version` is given and the store holds another one, so an
+    edit made from a stale form never overwrites a newer one.
+    """
+    version = rows.lock_version(conn, tenant)
+    if expected_version is not None and expected_version != version:
+        raise Conflict(
+            f"the policy of {tenant!r} changed (version {expected_version} -> {version}) "
+            "since it was loaded; reload and apply your change again",
+            field="version",
+        )
+    new = {c for c in cells if area is None or c[1] == area}
+    old = set(rows.tenant_cells(conn, tenant, area))
+    changes = engine.workflow.changes(old, new)
+    if not changes:
+        return WriteResult(version)
+    version = rows.bump(conn, tenant, version, actor)
+    rows.delete_cells(conn, tenant, old - new)
+    rows.insert_cells(conn, tenant, new - old)
+    audit.record_policy_changes(conn, tenant, version, actor, changes)
+    events.on_policy_change(conn, engine.workflow, tenant, version, changes)
+    engine.forget(tenant)
+    return WriteResult(version, changes)

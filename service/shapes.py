@@ -9,17 +9,19 @@ Its first error becomes the service's InvalidRequest, with `field` naming the cu
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Annotated, Any, Literal, TypeVar
+from functools import cache
+from typing import Annotated, Any, TypeVar
 
 from flask import Response, current_app, request
-from pydantic import BaseModel, ConfigDict, Field, SkipValidation, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SkipValidation, TypeAdapter, ValidationError
 from pydantic.functional_validators import AfterValidator
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from service.assessments import ASSESSMENT_ID
+from service import assessments, events
+from service.assessments import ASSESSMENT_ID, ASSESSMENT_ID_RULE
 from service.errors import InvalidRequest
 from service.limits import (
     MAX_ASSESSMENT_ID,
@@ -45,41 +47,34 @@ def _printable(value: str) -> str:
     return value
 
 
+def _matching(rule: re.Pattern[str], limit: int, description: str) -> Any:
+    """A string the service's own regular expression (anchored with \\Z) accepts."""
+    pattern = rule.pattern.removesuffix("\\Z").join("^$")
+    return Field(pattern=pattern, max_length=limit, description=description)
+
+
 Ident = Annotated[
     str,
-    Field(
-        pattern=IDENTIFIER.pattern.removesuffix("\\Z").join("^$"),
-        max_length=MAX_IDENTIFIER,
-        description=f"an identifier: [a-z][a-z0-9_]*, at most {MAX_IDENTIFIER} characters",
+    _matching(
+        IDENTIFIER,
+        MAX_IDENTIFIER,
+        f"an identifier: [a-z][a-z0-9_]*, at most {MAX_IDENTIFIER} characters",
     ),
 ]
 AssessmentId = Annotated[
-    str,
-    Field(
-        pattern=ASSESSMENT_ID.pattern.removesuffix("\\Z").join("^$"),
-        max_length=MAX_ASSESSMENT_ID,
-        description=f"an assessment id: 1-{MAX_ASSESSMENT_ID} characters of A-Z a-z 0-9 . _ : - "
-        "starting with a letter or digit",
-    ),
+    str, _matching(ASSESSMENT_ID, MAX_ASSESSMENT_ID, f"an assessment id: {ASSESSMENT_ID_RULE}")
 ]
-Text = Annotated[
-    str,
-    Field(
-        min_length=1,
-        max_length=MAX_TEXT,
-        description=f"a printable string of 1-{MAX_TEXT} characters",
-    ),
-    AfterValidator(_printable),
-]
-Reason = Annotated[
-    str,
-    Field(
-        min_length=1,
-        max_length=MAX_REASON,
-        description=f"why: a printable string of 1-{MAX_REASON} characters",
-    ),
-    AfterValidator(_printable),
-]
+
+
+def _free_text(limit: int) -> Any:
+    """The length and description of free text of 1 to `limit` characters."""
+    return Field(
+        min_length=1, max_length=limit, description=f"a printable string of 1-{limit} characters"
+    )
+
+
+Text = Annotated[str, _free_text(MAX_TEXT), AfterValidator(_printable)]
+Reason = Annotated[str, _free_text(MAX_REASON), AfterValidator(_printable)]
 ItemId = Annotated[
     str,
     Field(
@@ -247,37 +242,6 @@ class BatchResults(Answer):
     results: list[BatchDecision | BatchError]
 
 
-class State(Answer):
-    """Which phase an assessment is in; `version` counts its transitions plus one."""
-
-    tenant: str
-    id: str
-    area: str
-    phase: str
-    version: int
-    created_at: datetime
-    updated_at: datetime
-
-
-class HistoryEntry(Answer):
-    """One transition of an assessment."""
-
-    from_phase: str
-    to_phase: str
-    role: str
-    actor: str
-    at: datetime
-    action: str
-    reason: str | None
-    policy_version: int
-
-
-class StateWithHistory(State):
-    """The state and every transition, oldest first."""
-
-    history: list[HistoryEntry]
-
-
 class BulkError(Answer):
     """An id of a bulk advance that did not advance, and the error a single advance gives."""
 
@@ -288,7 +252,7 @@ class BulkError(Answer):
 class BulkResults(Answer):
     """Per id, in order: the new state, or the error."""
 
-    results: list[State | BulkError]
+    results: list[assessments.State | BulkError]
 
 
 class Permissions(Answer):
@@ -303,22 +267,10 @@ class Permissions(Answer):
     policy_version: int
 
 
-class Event(Answer):
-    """An assessment became visible, or stopped being visible, to external systems."""
-
-    assessment: str
-    area: str
-    phase: str
-    visible: bool
-    cause: Literal["created", "transition", "policy"]
-    policy_version: int
-    at: datetime
-
-
 class EventsPage(Answer):
     """A page of the feed, oldest first, and the cursor to ask with next."""
 
-    events: list[Event]
+    events: list[events.Entry]
     cursor: str
 
 
@@ -347,7 +299,8 @@ class OpenApiDocument(Answer):
 class Operation:
     """What an endpoint accepts and answers: openapi.py describes it, body()/query() enforce it."""
 
-    answers: Mapping[int, type[Answer]]
+    answers: Mapping[int, type]
+    """The body of each success status: an Answer, or a domain record (a dataclass)."""
     errors: tuple[int, ...] = ()
     body: type[Body] | None = None
     query: type[Body] | None = None
@@ -356,7 +309,7 @@ class Operation:
 
 
 def operation(
-    answers: Mapping[int, type[Answer]],
+    answers: Mapping[int, type],
     errors: tuple[int, ...] = (),
     *,
     body: type[Body] | None = None,
@@ -440,9 +393,20 @@ def _message(model: type[BaseModel], name: str, detail: ErrorDetails) -> str:
     return f"{name}: {detail['msg']}"
 
 
-def respond(answer: Answer, status: int = 200) -> Response:
-    """A JSON response of an answer, serialised by its declaration."""
-    return Response(answer.model_dump_json(), status=status, mimetype="application/json")
+def respond(answer: object, status: int = 200) -> Response:
+    """A JSON response of an answer or a domain record, serialised by its declaration."""
+    if isinstance(answer, BaseModel):
+        data = answer.model_dump_json()
+    else:
+        kind: Any = type(answer)
+        data = adapter(kind).dump_json(answer).decode()
+    return Response(data, status=status, mimetype="application/json")
+
+
+@cache
+def adapter(kind: Any) -> TypeAdapter[Any]:
+    """pydantic's validator and serialiser of a type, built once per process."""
+    return TypeAdapter(kind)
 
 
 def error_body(code: str, message: str, field: str | None = None) -> ErrorObject:

@@ -16,9 +16,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
 
-from service import create_app, keys
+from service import create_app, keys, policy_changes
 from service.cli import default_cells
-from service.config import load_config
 from service.db import Database
 from service.policies import PolicyEngine
 
@@ -32,9 +31,8 @@ def _seed(url: str) -> None:
     """Migrate a new store and load the default policy into tenant `default`."""
     db = Database(url, 1)
     db.upgrade()
-    engine = PolicyEngine.from_settings(db, load_config())
     with db.write() as conn:
-        engine.create_tenant(conn, "default", default_cells(), actor="test")
+        policy_changes.create_tenant(conn, "default", default_cells(), actor="test")
     db.dispose()
 
 

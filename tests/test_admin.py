@@ -236,7 +236,7 @@ def test_a_tenant_admin_manages_its_own_tenant_only(
     app: Flask, db: Database, policy_engine: PolicyEngine
 ) -> None:
     with db.write() as conn:
-        policy_engine.create_tenant(conn, "north", default_cells(), actor="test")
+        policy_changes.create_tenant(conn, "north", default_cells(), actor="test")
     make_admin(db, "north_admin", tenant="north")
     client = app.test_client()
     log_in(client, "north_admin")
@@ -256,7 +256,7 @@ def test_an_all_tenant_admin_picks_the_tenant(
     sysadmin: FlaskClient, db: Database, policy_engine: PolicyEngine
 ) -> None:
     with db.write() as conn:
-        policy_engine.create_tenant(conn, "north", default_cells(), actor="test")
+        policy_changes.create_tenant(conn, "north", default_cells(), actor="test")
     assert sysadmin.get("/admin/").headers["Location"] == "/admin/workflow/behaviour"
     assert sysadmin.get("/admin/workflow/behaviour").headers["Location"] == "/admin/tenants"
     picker = sysadmin.get("/admin/tenants").text

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from service import policy_changes
 from tests.conftest import Api
 
 WALKS = {
@@ -142,7 +143,7 @@ def test_another_tenants_key_cannot_touch_assessments(
     api: Api, db: Any, policy_engine: Any, make_key: Any
 ) -> None:
     with db.write() as conn:
-        policy_engine.create_tenant(conn, "north", [], actor="t")
+        policy_changes.create_tenant(conn, "north", [], actor="t")
     north = make_key("north")
     _create(api, "d1", "behaviour")
     assert api.get("/assessments/d1", key=north).status_code == 403

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from service import policy_changes
 from tests.cells import CELL_IDS, MATRIX
 from tests.conftest import Api
 
@@ -125,7 +126,7 @@ def test_key_of_another_tenant_is_403(
     api: Api, db: Any, make_key: Callable[[str | None], str], policy_engine: Any
 ) -> None:
     with db.write() as conn:
-        policy_engine.create_tenant(
+        policy_changes.create_tenant(
             conn, "north", [("parent", "behaviour", "completed", "view")], actor="t"
         )
     north_key = make_key("north")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from service import create_app, keys
+from service import create_app, keys, policy_changes
 from service.db import Database
 from service.policies import PolicyEngine
 from tests.conftest import Api
@@ -24,7 +24,7 @@ def north_key(
     db: Database, policy_engine: PolicyEngine, make_key: Callable[[str | None], str]
 ) -> str:
     with db.write() as conn:
-        policy_engine.create_tenant(
+        policy_changes.create_tenant(
             conn, "north", [("parent", "behaviour", "completed", "view")], actor="t"
         )
     return make_key("north")

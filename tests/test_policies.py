@@ -181,7 +181,7 @@ def test_replacing_one_area_leaves_the_other_area_and_other_tenants_alone(
     engine: PolicyEngine,
 ) -> None:
     with engine.db.write() as conn:
-        engine.create_tenant(conn, "north", _cells(engine), actor="t")
+        policy_changes.create_tenant(conn, "north", _cells(engine), actor="t")
         policy_changes.save(conn, engine, "default", set(), actor="a", area="behaviour")
     assert {c[1] for c in _cells(engine)} == {"assessment"}
     assert len(_cells(engine, "north")) == 33
@@ -209,7 +209,7 @@ def test_cache_reloads_when_the_version_changes_elsewhere(sqlite_url: str) -> No
 def test_cache_is_bounded_least_recently_used_first(engine: PolicyEngine) -> None:
     with engine.db.write() as conn:
         for tenant in ("t1", "t2", "t3"):
-            engine.create_tenant(
+            policy_changes.create_tenant(
                 conn, tenant, [("parent", "behaviour", "completed", "view")], actor="t"
             )
     for tenant in ("t1", "t2", "t3", "t2"):

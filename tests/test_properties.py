@@ -14,6 +14,7 @@ from typing import Any
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from service import policy_changes
 from service.db import Database
 from service.policies import PolicyEngine
 from tests.conftest import Api
@@ -75,7 +76,7 @@ def test_every_decision_equals_membership_of_the_cell(
 ) -> None:
     tenant = f"t{next(counter)}"
     with db.write() as conn:
-        policy_engine.create_tenant(conn, tenant, cells, actor="hypothesis")
+        policy_changes.create_tenant(conn, tenant, cells, actor="hypothesis")
     requests = [
         {"id": str(i), "tenant": tenant, "role": r, "area": a, "phase": p, "action": x}
         for i, (r, a, p, x) in enumerate(CELLS)

@@ -15,7 +15,6 @@ from service.policies.engine import (
     Decision,
     PolicyEngine,
     TenantPolicy,
-    WriteResult,
     decide,
     load_tenant,
 )
@@ -26,7 +25,6 @@ __all__ = [
     "ModelError",
     "PolicyEngine",
     "TenantPolicy",
-    "WriteResult",
     "decide",
     "init_app",
     "load_model",

@@ -5,35 +5,32 @@ model.conf is checked when the engine starts (model.py): its matcher is exact eq
 five fields with a some-allow effect, so a request is allowed exactly when it equals one of the
 tenant's rows. Each loaded tenant is therefore compiled into a frozenset and a decision is one
 membership test instead of casbin's per-call matcher evaluation (which re-parses the matcher and
-scans every row); tests/test_policies.py proves both give the same answer for every cell. Writes
-are our own single transactions (store.py), never the adapter's auto-save, which commits row by
-row and deletes across tenants.
+scans every row); tests/test_policies.py proves both give the same answer for every cell. A
+process that writes a tenant's policy (policy_changes.py) forgets its cached copy.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection
 
 from service.db import Database
-from service.errors import Conflict, InvalidRequest
+from service.errors import InvalidRequest
 from service.policies import store
 from service.policies.model import load_model
 from service.workflows import (
     ADVANCE,
     Area,
     Cell,
-    CellChange,
     Phase,
     Row,
     Workflow,
-    is_identifier,
     load_workflow,
 )
 
@@ -60,14 +57,6 @@ class TenantPolicy:
     tenant: str
     version: int
     cells: frozenset[Cell]
-
-
-@dataclass(frozen=True)
-class WriteResult:
-    """What a policy write did: the version now in force and the cells it changed."""
-
-    version: int
-    changes: tuple[CellChange, ...] = field(default_factory=tuple)
 
 
 class PolicyEngine:
@@ -152,52 +141,6 @@ class PolicyEngine:
             self._cache.pop(tenant, None)
 
     # -- writes ------------------------------------------------------------------------------
-
-    def create_tenant(
-        self, conn: Connection, tenant: str, cells: Iterable[Cell], actor: str
-    ) -> WriteResult:
-        """Create a tenant with the given cells at version 1 (Conflict if it exists)."""
-        if not is_identifier(tenant):
-            raise InvalidRequest(f"invalid tenant {tenant!r}: use [a-z][a-z0-9_]*", field="tenant")
-        if store.current_version(conn, tenant) is not None:
-            raise Conflict(f"tenant {tenant!r} already exists", field="tenant")
-        store.insert_tenant(conn, tenant, actor)
-        store.insert_cells(conn, tenant, set(cells))
-        return WriteResult(1)
-
-    def replace(
-        self,
-        conn: Connection,
-        tenant: str,
-        cells: Iterable[Cell],
-        *,
-        actor: str,
-        area: str | None = None,
-        expected_version: int | None = None,
-    ) -> WriteResult:
-        """Replace a tenant's rows (or one area's) in the caller's transaction, bumping the version.
-
-        Refuses with Conflict when `expected_version` is given and the store holds another one,
-        so an edit made from a stale form never overwrites a newer one. Returns the changes, for
-        the caller to audit and announce in the same transaction (policy_changes.py).
-        """
-        version = store.lock_version(conn, tenant)
-        if expected_version is not None and expected_version != version:
-            raise Conflict(
-                f"the policy of {tenant!r} changed (version {expected_version} -> {version}) "
-                "since it was loaded; reload and apply your change again",
-                field="version",
-            )
-        new = {c for c in cells if area is None or c[1] == area}
-        old = set(store.tenant_cells(conn, tenant, area))
-        changes = self.workflow.changes(old, new)
-        if not changes:
-            return WriteResult(version)
-        version = store.bump(conn, tenant, version, actor)
-        store.delete_cells(conn, tenant, old - new)
-        store.insert_cells(conn, tenant, new - old)
-        self.forget(tenant)
-        return WriteResult(version, changes)
 
 
 def decide(policy: TenantPolicy, area: Area, cell: Cell) -> Decision:
