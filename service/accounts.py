@@ -15,7 +15,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from service.db import Database
 from service.errors import Conflict, InvalidRequest
 from service.models import Admin, utcnow
-from service.workflows import is_identifier
+from service.workflows import IDENTIFIER_RULE, is_identifier
 
 MIN_PASSWORD = 12
 MAX_FAILED_LOGINS = 5
@@ -42,9 +42,7 @@ class LoginResult:
 def create_admin(conn: Connection, username: str, tenant: str | None, password: str) -> None:
     """Create an admin for one tenant (or every tenant when None); Conflict if the name is taken."""
     if not is_identifier(username):
-        raise InvalidRequest(
-            "username must match [a-z][a-z0-9_]* (at most 64 characters)", field="username"
-        )
+        raise InvalidRequest(f"username must be {IDENTIFIER_RULE}", field="username")
     if tenant is not None and not is_identifier(tenant):
         raise InvalidRequest(f"invalid tenant {tenant!r}", field="tenant")
     if len(password) < MIN_PASSWORD:

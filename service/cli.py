@@ -15,7 +15,7 @@ from service.admin import secret_key
 from service.checker.rows import read_policy_file
 from service.cli_errors import CommandError, loading, settings, store_engine
 from service.config import PREFIX, SETTINGS
-from service.policies.store import current_version, tenants
+from service.policies.store import DEFAULT_TENANT, current_version, tenants
 from service.policy_cli import (
     check_command,
     diff_command,
@@ -45,7 +45,7 @@ def default_cells() -> list[Cell]:
     policy = Path(config["POLICY_DIR"]) / "policy.csv"
     with loading("default policy", policy):
         rows = read_policy_file(policy)
-    return [row[1:] for row in rows if row[0] == "default"]
+    return [row[1:] for row in rows if row[0] == DEFAULT_TENANT]
 
 
 @main.command()
@@ -63,7 +63,7 @@ def init(quickstart: bool, host: str, port: int) -> None:
         engine.db.upgrade()
         with engine.db.write() as conn:
             if not tenants(conn):
-                policy_changes.create_tenant(conn, "default", default_cells(), actor="init")
+                policy_changes.create_tenant(conn, DEFAULT_TENANT, default_cells(), actor="init")
                 click.echo("Loaded the default policy into tenant 'default' (version 1).")
             if quickstart:
                 _quickstart_key(conn)
@@ -76,7 +76,7 @@ def _quickstart_key(conn: Connection) -> None:
     if keys.has_any(conn):
         click.echo("API keys exist already; make another with `workflow-authz keys create`.")
         return
-    token = keys.create(conn, "quickstart", "default")
+    token = keys.create(conn, "quickstart", DEFAULT_TENANT)
     click.echo("\nAn API key for tenant 'default' (shown once, stored only as a hash):\n")
     click.echo(f"    export KEY={token}\n")
 

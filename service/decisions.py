@@ -23,8 +23,6 @@ from service.keys import Key
 from service.policies import Decision, PolicyEngine, decide
 from service.policies.store import versions
 
-DEFAULT_TENANT = "default"
-
 
 @dataclass(frozen=True)
 class Question:

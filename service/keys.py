@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, bindparam, insert, select, update
 
 from service.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthorized
+from service.limits import MAX_TEXT
 from service.models import ApiKey, utcnow
 from service.workflows import is_identifier
 
@@ -43,8 +44,8 @@ def create(conn: Connection, name: str, tenant: str | None) -> str:
 
     A key is `wa_<prefix>_<secret>`: the prefix finds the row, the 256-bit secret proves it.
     """
-    if not name.strip() or len(name) > 200:
-        raise InvalidRequest("key name must be 1-200 characters", field="name")
+    if not name.strip() or len(name) > MAX_TEXT:
+        raise InvalidRequest(f"key name must be 1-{MAX_TEXT} characters", field="name")
     if tenant is not None and not is_identifier(tenant):
         raise InvalidRequest(f"invalid tenant {tenant!r}", field="tenant")
     prefix = secrets.token_hex(PREFIX_BYTES)

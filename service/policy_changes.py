@@ -14,7 +14,7 @@ from service import audit, events
 from service.errors import Conflict, InvalidRequest
 from service.policies import PolicyEngine
 from service.policies import store as rows
-from service.workflows import Cell, CellChange, is_identifier
+from service.workflows import IDENTIFIER_RULE, Cell, CellChange, is_identifier
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class WriteResult:
 def create_tenant(conn: Connection, tenant: str, cells: Iterable[Cell], actor: str) -> WriteResult:
     """A new tenant at version 1 with the given cells (Conflict if it exists)."""
     if not is_identifier(tenant):
-        raise InvalidRequest(f"invalid tenant {tenant!r}: use [a-z][a-z0-9_]*", field="tenant")
+        raise InvalidRequest(f"invalid tenant {tenant!r}: use {IDENTIFIER_RULE}", field="tenant")
     if rows.current_version(conn, tenant) is not None:
         raise Conflict(f"tenant {tenant!r} already exists", field="tenant")
     rows.insert_tenant(conn, tenant, actor)

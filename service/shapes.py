@@ -31,12 +31,12 @@ from service.limits import (
     MAX_REASON,
     MAX_TEXT,
 )
-from service.workflows import IDENTIFIER
+from service.policies.store import DEFAULT_TENANT
+from service.workflows import IDENTIFIER, IDENTIFIER_RULE
 
 M = TypeVar("M", bound=BaseModel)
 F = TypeVar("F", bound=Callable[..., Any])
 
-DEFAULT_TENANT = "default"
 NOT_AN_OBJECT = "the body must be a JSON object (Content-Type: application/json)"
 
 
@@ -58,7 +58,7 @@ Ident = Annotated[
     _matching(
         IDENTIFIER,
         MAX_IDENTIFIER,
-        f"an identifier: [a-z][a-z0-9_]*, at most {MAX_IDENTIFIER} characters",
+        f"an identifier: {IDENTIFIER_RULE}",
     ),
 ]
 AssessmentId = Annotated[

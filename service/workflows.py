@@ -20,6 +20,8 @@ from typing import Any, Literal
 from service.limits import MAX_IDENTIFIER
 
 IDENTIFIER = re.compile(r"[a-z][a-z0-9_]*\Z")
+IDENTIFIER_RULE = f"[a-z][a-z0-9_]*, at most {MAX_IDENTIFIER} characters"
+"""What a fixed identifier (tenant, role, area, phase, action, username) may be, in words."""
 
 VIEW, EDIT, ADVANCE, REOPEN = "view", "edit", "advance", "reopen"
 """The actions the service implements: see, change, move forward, move back (with a reason)."""
@@ -271,5 +273,5 @@ def definition_problems(workflow: Workflow) -> list[str]:
 
 
 def is_identifier(value: object) -> bool:
-    """True for a fixed identifier: lowercase [a-z][a-z0-9_]*, at most 64 characters."""
+    """True for a fixed identifier (IDENTIFIER_RULE)."""
     return isinstance(value, str) and len(value) <= MAX_IDENTIFIER and bool(IDENTIFIER.match(value))

@@ -18,6 +18,8 @@ from service.errors import Conflict, NotFound
 from service.models import PolicyVersion, utcnow
 from service.workflows import Cell
 
+DEFAULT_TENANT = "default"
+"""The tenant a request that names none means, and the one `init` creates from policy/."""
 RULES = CasbinRule.__table__
 # Built once: the area/phase form of every decision reads the version.
 _VERSION = select(PolicyVersion.version).where(PolicyVersion.tenant == bindparam("tenant"))
