@@ -11,8 +11,7 @@ from collections.abc import Sequence
 
 from service.checker.problems import Problem
 from service.checker.rows import ACTION, AREA, PHASE, ROLE, TENANT, PolicyLine
-from service.checker.workflow_rules import REOPEN
-from service.workflows import Area, Phase, Workflow
+from service.workflows import REOPEN, Area, Phase, Workflow
 
 
 def advance_problems(rows: Sequence[PolicyLine], path: str, workflow: Workflow) -> list[Problem]:
