@@ -98,7 +98,7 @@ def test_command(paths: tuple[Path, ...], junit: Path | None, min_coverage: floa
     """
     policy_dir, _ = _defaults()
     rows, cases, workflow = _checked_for_cases(paths or (policy_dir,), policy_dir)
-    outcomes = run_cases(cases, decision_from_rows(rows))
+    outcomes = run_cases(cases, decision_from_rows(rows, workflow))
     cover = coverage(cases, workflow)
     if junit is not None:
         _write(junit, junit_xml(outcomes, cover))

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from service.models import UTCDateTime
+from service.workflows import ADVANCE
 
 revision = "0002"
 down_revision = "0001"
@@ -20,7 +21,7 @@ depends_on = None
 def upgrade() -> None:
     op.add_column(
         "transitions",
-        sa.Column("action", sa.String(16), nullable=False, server_default="advance"),
+        sa.Column("action", sa.String(16), nullable=False, server_default=ADVANCE),
     )
     op.add_column("transitions", sa.Column("reason", sa.String(500), nullable=True))
     # The next event number of each tenant: taking it locks the tenant's row until commit, so a
