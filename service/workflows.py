@@ -1,5 +1,7 @@
 """The workflow definition and the product's vocabulary: areas, their ordered phases, roles and
-actions (read from policy/workflow.toml), the cell and row of a policy, and their display order.
+actions (read from policy/workflow.toml), the cell and row of a policy, and their display order;
+and the rules a definition must keep (definition_problems), which the service enforces when it
+loads one and the checker reports at their line and column.
 
 The only module (with the definition file itself) that names an action or a role kind: every
 other module imports these names. Which role ids exist is the definition file's business alone;
