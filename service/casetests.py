@@ -2,8 +2,9 @@
 
 Pure, no Flask and no database. A cases file is CSV: `#` comment and blank lines anywhere, then
 the header `name,tenant,role,area,phase,action,expect`, then one case per line (expect is allow or
-deny). The default decision function is membership of the request in the policy rows, which is
-what casbin decides with model.conf's exact-equality matcher (tests/test_casetests.py proves it).
+deny). The default decision function is the service's own (service.policies.decide) over each
+tenant's policy built from the rows: membership of the request in them, which is what casbin
+decides with model.conf's exact-equality matcher (tests/test_casetests.py proves it).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from pathlib import Path
 
 from service.checker.problems import Problem
 from service.checker.sources import is_blank_or_comment, numbered_lines, read_source
+from service.policies import TenantPolicy, decide
 from service.policies.model import FIELDS
-from service.workflows import Row, Workflow, is_identifier
+from service.workflows import Cell, Row, Workflow, is_identifier
 
 HEADER = ("name", *FIELDS, "expect")
 EXPECT = {"allow": True, "deny": False}
@@ -219,17 +221,31 @@ def duplicate_name_problems(cases: Sequence[Case]) -> list[Problem]:
 # -- running ---------------------------------------------------------------------------------
 
 
-def decision_from_rows(rows: Iterable[Row]) -> Decide:
-    """Decide as model.conf does: allowed exactly when the request equals a row, that row."""
-    allowed = frozenset(rows)
+def decision_from_rows(rows: Iterable[Row], workflow: Workflow) -> Decide:
+    """Decide as the service does: each tenant's rows as its policy, answered by the one decision
+    function. A request naming an area the definition lacks matches no row (the API refuses it
+    before deciding; cases are checked against the definition before they run)."""
+    policies = _policies(rows)
 
-    def decide(
+    def decide_case(
         tenant: str, role: str, area: str, phase: str, action: str
     ) -> tuple[bool, list[str] | None]:
-        request = (tenant, role, area, phase, action)
-        return (True, list(request)) if request in allowed else (False, None)
+        area_def = workflow.area_by_id.get(area)
+        if area_def is None:
+            return False, None
+        policy = policies.get(tenant) or TenantPolicy(tenant, 0, frozenset())
+        decision = decide(policy, area_def, (role, area, phase, action))
+        return decision.allowed, list(decision.rule) if decision.rule else None
 
-    return decide
+    return decide_case
+
+
+def _policies(rows: Iterable[Row]) -> dict[str, TenantPolicy]:
+    """Each tenant's rows as its policy (version 0: files carry no version)."""
+    cells: dict[str, set[Cell]] = {}
+    for row in rows:
+        cells.setdefault(row[0], set()).add(row[1:])
+    return {tenant: TenantPolicy(tenant, 0, frozenset(found)) for tenant, found in cells.items()}
 
 
 def run_cases(cases: Iterable[Case], decide: Decide) -> list[Outcome]:

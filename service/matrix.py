@@ -14,12 +14,32 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from service.workflows import Area, Cell, Phase, Workflow
+from service.policy_rules import (
+    AUDIENCE_ACTS,
+    FINAL_ADVANCE,
+    FIRST_REOPEN,
+    NO_ADVANCE,
+    TWO_ADVANCES,
+    Finding,
+    area_findings,
+)
+from service.workflows import (
+    ADVANCE,
+    EDIT,
+    MOVES,
+    REOPEN,
+    VIEW,
+    Area,
+    Cell,
+    CellChange,
+    Phase,
+    Workflow,
+)
 
-VIEW, EDIT, ADVANCE, REOPEN = "view", "edit", "advance", "reopen"
 Tense = Literal["future", "past"]
 Grant = tuple[str, str]  # (role, action) within one phase
-MOVES = (ADVANCE, REOPEN)  # actions that move an assessment out of a phase
+UNKNOWN_ROLE = "WA306"  # a role the select names that the definition lacks (the checker's code)
+UNKNOWN_FIELD = "form_field"  # a field the page never offers: the form's own refusal
 
 
 @dataclass(frozen=True)
@@ -33,7 +53,6 @@ class Column:
     select: bool  # one role chosen in a select (else a checkbox per role)
     absent_on: Literal["first", "final"] | None = None
     absent_note: str = ""  # what the page shows instead on such a phase
-    absent_reason: str = ""  # why a submitted matrix cannot have it there
 
     def offered(self, area: Area, phase_id: str) -> bool:
         """Whether a phase has this column: no select on the final phase, no reopen on the first."""
@@ -54,7 +73,6 @@ COLUMNS = (
         select=True,
         absent_on="final",
         absent_note="None: the final phase. Nothing advances it.",
-        absent_reason="The final phase has no responsible role: nothing advances it.",
     ),
     Column(EDIT, "Staff who may edit", EDIT, audiences=False, select=False),
     Column(
@@ -65,7 +83,6 @@ COLUMNS = (
         select=False,
         absent_on="first",
         absent_note="None: the first phase. There is no earlier phase to go back to.",
-        absent_reason="The first phase cannot be reopened: there is no phase before it.",
     ),
 )
 
@@ -102,23 +119,6 @@ class AreaMatrix:
     def row(self, phase: str) -> PhaseRow:
         """The row of one phase of the area."""
         return next(r for r in self.rows if r.phase == phase)
-
-
-@dataclass(frozen=True)
-class Problem:
-    """Why a submitted matrix is refused; `phase` says which row, None for the whole form."""
-
-    phase: str | None
-    message: str
-
-
-@dataclass(frozen=True)
-class Change:
-    """One cell a save would change, with its plain-words sentence."""
-
-    cell: Cell
-    after: bool
-    sentence: str
 
 
 @dataclass(frozen=True)
@@ -183,29 +183,31 @@ def form_fields(workflow: Workflow, matrix: AreaMatrix) -> list[tuple[str, str]]
 
 def from_form(
     workflow: Workflow, area: Area, form: Mapping[str, str], current: AreaMatrix
-) -> tuple[AreaMatrix, list[Problem]]:
-    """Read a submitted form into a matrix, keeping what the page does not show (module doc)."""
+) -> tuple[AreaMatrix, list[Finding]]:
+    """Read a submitted form into a matrix, keeping what the page does not show (module doc);
+    the findings are fields the page never offers and roles the definition lacks."""
     problems = _unknown_fields(workflow, area, form)
     rows = []
     for phase in area.phases:
         kept = {g for g in current.row(phase.id).grants if not _on_page(workflow, g)}
-        read, unknown = _read_phase(workflow, phase, form)
+        read, unknown = _read_phase(workflow, area, phase, form)
         problems += unknown
         rows.append(PhaseRow(phase.id, frozenset(_with_staff_view(workflow, kept | read))))
     return AreaMatrix(area.id, tuple(rows)), problems
 
 
 def _read_phase(
-    workflow: Workflow, phase: Phase, form: Mapping[str, str]
-) -> tuple[set[Grant], list[Problem]]:
+    workflow: Workflow, area: Area, phase: Phase, form: Mapping[str, str]
+) -> tuple[set[Grant], list[Finding]]:
     """The grants one phase's controls submit, and an unknown role chosen in its select."""
     grants: set[Grant] = set()
-    problems: list[Problem] = []
+    problems: list[Finding] = []
     for column in columns(workflow):
         if column.select:
             chosen = form.get(field_name(column.field, phase.id), "")
             if chosen and chosen not in workflow.role_ids:
-                problems.append(Problem(phase.id, f"Unknown role {chosen!r}."))
+                cell = (chosen, area.id, phase.id, column.action)
+                problems.append(Finding(UNKNOWN_ROLE, phase.id, (cell,)))
             if chosen in workflow.role_ids:
                 grants.add((chosen, column.action))
             continue
@@ -238,10 +240,10 @@ def _with_staff_view(workflow: Workflow, grants: set[Grant]) -> set[Grant]:
     return grants | {(role, VIEW) for role in acting}
 
 
-def _unknown_fields(workflow: Workflow, area: Area, form: Mapping[str, str]) -> list[Problem]:
+def _unknown_fields(workflow: Workflow, area: Area, form: Mapping[str, str]) -> list[Finding]:
     """Matrix-looking fields that name no phase of the area, or a role the page does not offer."""
     return [
-        Problem(None, f"The form field {name!r} is not part of this page.")
+        Finding(UNKNOWN_FIELD, None, value=name)
         for name in form
         if not _is_page_field(workflow, area, name)
     ]
@@ -265,51 +267,33 @@ def _is_page_field(workflow: Workflow, area: Area, name: str) -> bool:
 # -- checks ----------------------------------------------------------------------------------------
 
 
-def validate(workflow: Workflow, area: Area, matrix: AreaMatrix) -> list[Problem]:
-    """The rules of the source page: one responsible role per non-final phase, none on the final
-    phase, no reopening the first phase, and audiences only ever see."""
-    problems: list[Problem] = []
-    for phase in area.phases:
-        row = matrix.row(phase.id)
-        problems += _absent_problems(workflow, area, row)
-        if ADVANCE in workflow.actions and not area.is_final(phase.id):
-            problems += _responsible_problems(workflow, row)
-        problems += _audience_problems(workflow, row)
-    return problems
+def validate(workflow: Workflow, area: Area, matrix: AreaMatrix) -> list[Finding]:
+    """The policy rules (service.policy_rules) the matrix breaks: one responsible role per
+    non-final phase, none on the final phase, no reopening the first phase, audiences only see."""
+    return area_findings(workflow, area, to_cells(matrix))
 
 
-def _absent_problems(workflow: Workflow, area: Area, row: PhaseRow) -> list[Problem]:
-    """A column a phase does not have holds nobody: no responsible on final, no reopen on first."""
-    return [
-        Problem(row.phase, c.absent_reason)
-        for c in columns(workflow)
-        if not c.offered(area, row.phase) and row.holders(c.action)
-    ]
+def message(workflow: Workflow, found: Finding) -> str:
+    """A finding in the words of the form (the checker words the same findings for files)."""
+    if found.code in _MESSAGES:
+        return _MESSAGES[found.code]
+    role = found.cells[0][0] if found.cells else ""
+    if found.code == TWO_ADVANCES:
+        names = ", ".join(_role_label(workflow, c[0]) for c in sorted(found.cells))
+        return f"Only one role can be responsible; this phase has {names}."
+    if found.code == AUDIENCE_ACTS:
+        cannot = _either([a for a in workflow.actions if a != VIEW])
+        return f"{plural(_role_label(workflow, role))} can only see: they cannot {cannot}."
+    if found.code == UNKNOWN_ROLE:
+        return f"Unknown role {role!r}."
+    return f"The form field {found.value!r} is not part of this page."
 
 
-def _responsible_problems(workflow: Workflow, row: PhaseRow) -> list[Problem]:
-    """Exactly one responsible role on a non-final phase."""
-    advancers = row.holders(ADVANCE)
-    if not advancers:
-        return [Problem(row.phase, "Choose the role responsible for advancing this phase.")]
-    if len(advancers) > 1:
-        names = ", ".join(_role_label(workflow, r) for r in sorted(advancers))
-        return [Problem(row.phase, f"Only one role can be responsible; this phase has {names}.")]
-    return []
-
-
-def _audience_problems(workflow: Workflow, row: PhaseRow) -> list[Problem]:
-    """Audiences only see: one message per audience holding any other action."""
-    audiences = [r.id for r in workflow.audiences]
-    acting = {role for role, action in row.grants if action != VIEW}
-    cannot = _either([a for a in workflow.actions if a != VIEW])
-    return [
-        Problem(
-            row.phase, f"{plural(_role_label(workflow, r))} can only see: they cannot {cannot}."
-        )
-        for r in audiences
-        if r in acting
-    ]
+_MESSAGES = {
+    NO_ADVANCE: "Choose the role responsible for advancing this phase.",
+    FINAL_ADVANCE: "The final phase has no responsible role: nothing advances it.",
+    FIRST_REOPEN: "The first phase cannot be reopened: there is no phase before it.",
+}
 
 
 def _either(words: list[str]) -> str:
@@ -318,15 +302,6 @@ def _either(words: list[str]) -> str:
 
 
 # -- changes in plain words ------------------------------------------------------------------------
-
-
-def changes(workflow: Workflow, before: Iterable[Cell], after: Iterable[Cell]) -> list[Change]:
-    """Every cell that differs, in page order (phase, then role, then action), described."""
-    old, new = set(before), set(after)
-    return [
-        Change(cell, cell in new, describe(workflow, cell, cell in new))
-        for cell in sorted(old ^ new, key=lambda c: _order(workflow, c))
-    ]
 
 
 def describe(workflow: Workflow, cell: Cell, allowed: bool, tense: Tense = "future") -> str:
@@ -385,22 +360,8 @@ def _role_label(workflow: Workflow, role_id: str) -> str:
     return role.label if role else role_id
 
 
-def _order(workflow: Workflow, cell: Cell) -> tuple[int, int, int, str]:
-    """Page order of a cell; cells the definition does not know come last."""
-    role, area_id, phase_id, action = cell
-    area = workflow.area_by_id.get(area_id)
-    phases = [p.id for p in area.phases] if area else []
-    roles = [r.id for r in workflow.roles]
-    return (
-        phases.index(phase_id) if phase_id in phases else len(phases),
-        roles.index(role) if role in roles else len(roles),
-        workflow.actions.index(action) if action in workflow.actions else len(workflow.actions),
-        f"{phase_id}/{role}/{action}",
-    )
-
-
 def impacts(
-    workflow: Workflow, area: Area, found: Iterable[Change], counts: Mapping[str, int]
+    workflow: Workflow, area: Area, found: Iterable[CellChange], counts: Mapping[str, int]
 ) -> list[Impact]:
     """For each phase whose audience visibility changes: how many of the assessments in it right
     now each audience would gain or lose sight of."""

@@ -29,7 +29,7 @@ from service.casetests import (
     run_cases,
     text_report,
 )
-from service.checker.canonical import Change, cell_changes, display_order, policy_text
+from service.checker.canonical import change_line, policy_text
 from service.checker.files import CheckResult, PolicyFiles, check_files, collect
 from service.checker.policy import check_policy_text
 from service.checker.problems import FORMATS, Format, Problem, render
@@ -40,7 +40,7 @@ from service.errors import Unavailable
 from service.limits import MAX_TEXT
 from service.policies import PolicyEngine
 from service.policies.store import current_version, require_version, tenant_cells
-from service.workflows import Cell, Row, Workflow, is_identifier
+from service.workflows import Cell, CellChange, Row, Workflow, is_identifier
 
 PATHS = click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
 SNAPSHOT_TRIES = 5
@@ -98,7 +98,7 @@ def test_command(paths: tuple[Path, ...], junit: Path | None, min_coverage: floa
     """
     policy_dir, _ = _defaults()
     rows, cases, workflow = _checked_for_cases(paths or (policy_dir,), policy_dir)
-    outcomes = run_cases(cases, decision_from_rows(rows))
+    outcomes = run_cases(cases, decision_from_rows(rows, workflow))
     cover = coverage(cases, workflow)
     if junit is not None:
         _write(junit, junit_xml(outcomes, cover))
@@ -324,27 +324,28 @@ def _other_tenant(path: Path, line: int, found: str, source: str) -> str:
     return message + f"; to use another tenant's rows, add --from-tenant {found}"
 
 
-def _planned(engine: PolicyEngine, tenant: str, cells: list[Cell]) -> tuple[int, list[Change]]:
+def _planned(
+    engine: PolicyEngine, tenant: str, cells: list[Cell]
+) -> tuple[int, tuple[CellChange, ...]]:
     """The live version and the changes replacing its cells with `cells` would make."""
     version, live = _snapshot(engine, tenant)
-    return version, cell_changes(live, cells, engine.workflow)
+    return version, engine.workflow.changes(frozenset(live), frozenset(cells))
 
 
 def _replaced(
     engine: PolicyEngine, tenant: str, cells: list[Cell], actor: str
-) -> tuple[int, list[Change]]:
-    """Replace the tenant's cells in one write transaction: the new version and what changed."""
+) -> tuple[int, tuple[CellChange, ...]]:
+    """Replace the tenant's cells in one write transaction: the new version and what changed
+    (in display order, as the seam computes them)."""
     with engine.db.write() as conn:
         result = policy_changes.save(conn, engine, tenant, cells, actor=actor)
-    changes = [Change(c.cell, c.after) for c in result.changes]
-    order = display_order(engine.workflow)
-    return result.version, sorted(changes, key=lambda c: order(c.cell))
+    return result.version, result.changes
 
 
-def _print_changes(tenant: str, changes: Sequence[Change]) -> None:
+def _print_changes(tenant: str, changes: Sequence[CellChange]) -> None:
     """One `+ row` / `- row` line per changed cell, on stdout."""
     for change in changes:
-        click.echo(change.line(tenant))
+        click.echo(change_line(tenant, change))
 
 
 def _import_summary(tenant: str, path: Path, version: int, changed: int, dry_run: bool) -> str:

@@ -1,5 +1,7 @@
 """The workflow definition and the product's vocabulary: areas, their ordered phases, roles and
-actions (read from policy/workflow.toml), the cell and row of a policy, and their display order.
+actions (read from policy/workflow.toml), the cell and row of a policy, and their display order;
+and the rules a definition must keep (definition_problems), which the service enforces when it
+loads one and the checker reports at their line and column.
 
 The only module (with the definition file itself) that names an action or a role kind: every
 other module imports these names. Which role ids exist is the definition file's business alone;
@@ -200,6 +202,15 @@ def load_workflow(path: Path) -> Workflow:
 
 def parse_workflow(data: Mapping[str, Any]) -> Workflow:
     """Build a Workflow from parsed TOML data, refusing anything the service cannot use."""
+    workflow = build_workflow(data)
+    problems = definition_problems(workflow)
+    if problems:
+        raise DefinitionError("; ".join(p.message for p in problems))
+    return workflow
+
+
+def build_workflow(data: Mapping[str, Any]) -> Workflow:
+    """The definition's tables as a Workflow, its rules not yet checked (definition_problems)."""
     roles = tuple(
         Role(
             r["id"], r["label"], r["kind"], r.get("description", ""), r.get("receives_feed", False)
@@ -207,69 +218,171 @@ def parse_workflow(data: Mapping[str, Any]) -> Workflow:
         for r in data["roles"]
     )
     areas = tuple(
-        Area(
-            a["id"],
-            a["label"],
-            tuple(
-                Phase(
-                    p["id"],
-                    p["label"],
-                    p.get("description", ""),
-                    p.get("responsible"),
-                    p.get("transition"),
-                )
-                for p in a["phases"]
-            ),
-        )
+        Area(a["id"], a["label"], tuple(_phase(p) for p in a.get("phases", ())))
         for a in data["areas"]
     )
-    workflow = Workflow(roles=roles, areas=areas, actions=tuple(data["actions"]))
-    problems = definition_problems(workflow)
-    if problems:
-        raise DefinitionError("; ".join(problems))
-    return workflow
+    return Workflow(roles=roles, areas=areas, actions=tuple(data["actions"]))
 
 
-def definition_problems(workflow: Workflow) -> list[str]:
-    """Structural problems of a definition: bad or duplicate ids, empty areas, unknown roles."""
-    problems: list[str] = []
-    ids = [r.id for r in workflow.roles] + [a.id for a in workflow.areas] + list(workflow.actions)
-    ids += [p.id for a in workflow.areas for p in a.phases]
-    problems += [f"invalid identifier {i!r}" for i in ids if not is_identifier(i)]
-    for kind, seq in (
-        ("role", [r.id for r in workflow.roles]),
-        ("area", [a.id for a in workflow.areas]),
-        ("action", list(workflow.actions)),
-    ):
-        problems += [
-            f"duplicate {kind} {i!r}" for i in sorted({i for i in seq if seq.count(i) > 1})
+def _phase(p: Mapping[str, Any]) -> Phase:
+    """One [[areas.phases]] table as a Phase."""
+    return Phase(
+        p["id"], p["label"], p.get("description", ""), p.get("responsible"), p.get("transition")
+    )
+
+
+# -- the rules of a definition (WA203-WA211, WA213) ------------------------------------------
+
+TablePath = tuple[str | int, ...]
+"""Where a table sits in the definition: (), ("roles", 0), ("areas", 1, "phases", 2)."""
+Place = tuple[TablePath, str | None]
+"""A table and one of its keys (None: the table itself)."""
+
+
+@dataclass(frozen=True)
+class DefinitionProblem:
+    """A rule a definition breaks: where (table and key), which rule (code) and what to do;
+    `first` is where a repeated id was first written, for the checker to name its line."""
+
+    table: TablePath
+    key: str | None
+    code: str
+    message: str
+    first: Place | None = None
+
+
+def definition_problems(workflow: Workflow) -> list[DefinitionProblem]:
+    """Identifier syntax, unique ids, phases and their responsible roles, roles, feed, actions."""
+    problems: list[DefinitionProblem] = []
+    for kind, ids in _id_lists(workflow):
+        problems += _id_problems(kind, ids)
+    for i, area in enumerate(workflow.areas):
+        problems += _phase_problems(workflow, area, i)
+    problems += _role_problems(workflow) + _feed_problems(workflow)
+    return problems + _action_problems(workflow)
+
+
+Located = tuple[str, TablePath, str]
+"""An id, the table it is written in and its key."""
+
+
+def _id_lists(workflow: Workflow) -> list[tuple[str, list[Located]]]:
+    """Each list of ids that must be unique, with where each id is written."""
+    lists: list[tuple[str, list[Located]]] = [
+        ("role", [(r.id, ("roles", i), "id") for i, r in enumerate(workflow.roles)]),
+        ("area", [(a.id, ("areas", i), "id") for i, a in enumerate(workflow.areas)]),
+        ("action", [(action, (), "actions") for action in workflow.actions]),
+    ]
+    for i, area in enumerate(workflow.areas):
+        ids: list[Located] = [
+            (p.id, ("areas", i, "phases", j), "id") for j, p in enumerate(area.phases)
         ]
-    for area in workflow.areas:
-        phase_ids = [p.id for p in area.phases]
-        if not phase_ids:
-            problems.append(f"area {area.id!r} has no phases")
-        problems += [
-            f"duplicate phase {i!r} in {area.id!r}"
-            for i in set(phase_ids)
-            if phase_ids.count(i) > 1
-        ]
-        for phase in area.phases:
-            if phase.responsible is not None and phase.responsible not in workflow.role_ids:
-                problems.append(f"phase {area.id}.{phase.id}: unknown role {phase.responsible!r}")
-    problems += [
-        f"role {r.id!r}: kind must be audience or staff"
-        for r in workflow.roles
+        lists.append((f"area {area.id!r}: phase", ids))
+    return lists
+
+
+def _id_problems(kind: str, ids: list[Located]) -> list[DefinitionProblem]:
+    """Ids that are not identifiers (WA203), and ids written a second time (WA204)."""
+    problems: list[DefinitionProblem] = []
+    first: dict[str, Place] = {}
+    for ident, table, key in ids:
+        if not is_identifier(ident):
+            problems.append(DefinitionProblem(table, key, "WA203", not_identifier(kind, ident)))
+        elif ident in first:
+            message = f"{kind} {ident!r} is defined twice"
+            problems.append(DefinitionProblem(table, key, "WA204", message, first[ident]))
+        first.setdefault(ident, (table, key))
+    return problems
+
+
+def _phase_problems(workflow: Workflow, area: Area, i: int) -> list[DefinitionProblem]:
+    """An area has phases; each non-final phase has a staff responsible role, the final none."""
+    if not area.phases:
+        return [DefinitionProblem(("areas", i), "id", "WA205", f"area {area.id!r} has no phases")]
+    return [
+        DefinitionProblem(("areas", i, "phases", j), "responsible", code, message)
+        for j, phase in enumerate(area.phases)
+        for code, message in [_responsible_problem(workflow, area, phase)]
+        if code
+    ]
+
+
+def _responsible_problem(workflow: Workflow, area: Area, phase: Phase) -> tuple[str, str]:
+    """The code and message of what is wrong with a phase's responsible role ('' when nothing)."""
+    name = f"phase {phase.id!r} of area {area.id!r}"
+    role = workflow.role(phase.responsible) if phase.responsible else None
+    if area.is_final(phase.id):
+        if phase.responsible is None:
+            return "", ""
+        return "WA209", f"{name} is final: nothing advances it, so remove `responsible`"
+    if phase.responsible is None:
+        return "WA209", f"{name} is not final: set `responsible` to the staff role that advances it"
+    if role is None:
+        known = ", ".join(r.id for r in workflow.roles)
+        return "WA208", f"{name}: unknown responsible role {phase.responsible!r} (roles: {known})"
+    if role.kind == AUDIENCE:
+        return "WA210", f"{name}: {role.id!r} is an audience; audiences never advance a phase"
+    return "", ""
+
+
+def _role_problems(workflow: Workflow) -> list[DefinitionProblem]:
+    """Each role's kind is audience or staff (WA206); the catalogue has one of each (WA207)."""
+    problems = [
+        DefinitionProblem(
+            ("roles", i),
+            "kind",
+            "WA206",
+            f"role {r.id!r}: kind must be {AUDIENCE} or {STAFF}, not {r.kind!r}",
+        )
+        for i, r in enumerate(workflow.roles)
         if r.kind not in ROLE_KINDS
     ]
-    feed = [r for r in workflow.roles if r.receives_feed]
-    problems += [
-        f"role {r.id!r}: only an audience receives the feed" for r in feed if r.kind != AUDIENCE
-    ]
-    if len(feed) > 1:
-        problems.append("at most one role receives the feed")
-    if not workflow.audiences or not workflow.staff:
-        problems.append("the role catalogue needs at least one audience and one staff role")
+    for kind, roles in ((AUDIENCE, workflow.audiences), (STAFF, workflow.staff)):
+        if not roles:
+            message = f"the role catalogue needs at least one role of kind {kind!r}"
+            problems.append(DefinitionProblem(("roles", 0), None, "WA207", message))
     return problems
+
+
+def _feed_problems(workflow: Workflow) -> list[DefinitionProblem]:
+    """Only an audience receives the external-systems feed, and at most one role does (WA213)."""
+    problems: list[DefinitionProblem] = []
+    first: tuple[str, Place] | None = None
+    for i, role in enumerate(workflow.roles):
+        if not role.receives_feed:
+            continue
+        if role.kind != AUDIENCE:
+            message = f"role {role.id!r} is not an audience: only an audience receives the feed"
+            problems.append(DefinitionProblem(("roles", i), "receives_feed", "WA213", message))
+        if first is not None:
+            message = f"role {role.id!r}: only one role receives the feed; {first[0]!r} does"
+            problems.append(
+                DefinitionProblem(("roles", i), "receives_feed", "WA213", message, first[1])
+            )
+        first = first or (role.id, (("roles", i), "receives_feed"))
+    return problems
+
+
+def _action_problems(workflow: Workflow) -> list[DefinitionProblem]:
+    """The actions are view, edit, advance in this order, optionally followed by reopen (WA211).
+
+    A repeated action is WA204's to report, so repeats are ignored here.
+    """
+    if tuple(dict.fromkeys(workflow.actions)) in ACTION_LISTS:
+        return []
+    allowed = " or ".join(str(list(actions)) for actions in ACTION_LISTS)
+    message = f"actions must be {allowed}, in this order; not {list(workflow.actions)}"
+    return [DefinitionProblem((), "actions", "WA211", message)]
+
+
+def not_identifier(what: str, value: object) -> str:
+    """Why a value is not an identifier, suggesting the lowercase form when that is the fix."""
+    if isinstance(value, str) and is_identifier(value.lower()):
+        return f"{what} {value!r} must be lowercase: {value.lower()!r}"
+    return (
+        f"{what} {value!r} is not an identifier: lowercase letters, digits and _, "
+        f"starting with a letter, at most {MAX_IDENTIFIER} characters"
+    )
 
 
 def is_identifier(value: object) -> bool:

@@ -4,8 +4,9 @@ Checks that the shipped cases cover every cell of the default matrix and pass (t
 the definition's actions: 108 with view, edit, advance; 144 with reopen); how the cases
 table is read (comments, quoted names, malformed rows located by line); that failures show
 expected vs actual and the matching rule; coverage per tenant; the JUnit XML report; and, as a
-differential test, that set membership of policy rows decides exactly as casbin does with
-model.conf, for the default policy (read by casbin's own file adapter) and for random policies.
+differential test, that the service's decision function over each tenant's rows (the one
+`workflow-authz test` runs) decides exactly as casbin does with model.conf, for the default
+policy (read by casbin's own file adapter) and for random policies.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def case(name: str, request: Row, expect: bool) -> Case:
 def test_the_shipped_cases_cover_every_cell_of_the_default_matrix_and_pass() -> None:
     cases, problems = read_cases([REPO / "policy" / "cases.csv"], WORKFLOW)
     assert problems == []
-    outcomes = run_cases(cases, decision_from_rows(DEFAULT_ROWS))
+    outcomes = run_cases(cases, decision_from_rows(DEFAULT_ROWS, WORKFLOW))
     cover = coverage(cases, WORKFLOW)
     assert (cover.total, cover.uncovered) == (CELLS, ())
     assert summary(outcomes, cover) == (
@@ -129,7 +130,7 @@ DENIED: Row = ("default", "parent", "behaviour", "completed", "edit")
 def test_a_failure_shows_expected_actual_and_the_matching_rule() -> None:
     outcomes = run_cases(
         [case("parent may not view", ALLOWED, False), case("parent may edit", DENIED, True)],
-        decision_from_rows([ALLOWED]),
+        decision_from_rows([ALLOWED], WORKFLOW),
     )
     report = text_report(outcomes, coverage([], WORKFLOW))
     assert report.splitlines() == [
@@ -160,7 +161,7 @@ def test_coverage_follows_the_actions_of_the_definition() -> None:
 
 def test_uncovered_cells_are_listed_only_when_asked() -> None:
     cover = coverage([case("a", ALLOWED, True)], WORKFLOW)
-    outcomes = run_cases([case("a", ALLOWED, True)], decision_from_rows([ALLOWED]))
+    outcomes = run_cases([case("a", ALLOWED, True)], decision_from_rows([ALLOWED], WORKFLOW))
     assert len(text_report(outcomes, cover).splitlines()) == 1
     listed = text_report(outcomes, cover, uncovered=True).splitlines()
     assert listed[0] == "uncovered cell: default, learner, behaviour, group_registration, view"
@@ -185,19 +186,24 @@ def test_junit_xml_has_a_testcase_per_case_and_a_failure_per_failed_case() -> No
     assert properties == {"coverage": "100.0", "cells": "108"}
 
 
-# -- set membership decides exactly as casbin does with model.conf ---------------------------
+# -- the decision function decides exactly as casbin does with model.conf --------------------
 
 TENANTS = ["default", "north"]
 
 
 def requests() -> list[Row]:
-    """Every cell of the matrix for two tenants, plus requests naming unknown identifiers."""
+    """Every cell of the matrix for two tenants (and one without rows), plus requests naming an
+    unknown role, area or phase."""
     cells = [(tenant, *cell) for tenant in [*TENANTS, "nowhere"] for cell in WORKFLOW.cells()]
-    return cells + [("default", "Parent", "behaviour", "completed", "view")]
+    return cells + [
+        ("default", "Parent", "behaviour", "completed", "view"),
+        ("default", "parent", "conduct", "completed", "view"),
+        ("default", "parent", "behaviour", "someday", "view"),
+    ]
 
 
 def assert_same_decisions(enforcer: casbin.Enforcer, rows: list[Row]) -> None:
-    decide = decision_from_rows(rows)
+    decide = decision_from_rows(rows, WORKFLOW)
     for request in requests():
         allowed, rule = enforcer.enforce_ex(*request)
         assert decide(*request) == (allowed, rule or None), request

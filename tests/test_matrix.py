@@ -13,15 +13,22 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from service import matrix
+from service.checker.policy import check_policy_text
 from service.cli import default_cells
 from service.config import REPO_ROOT
-from service.workflows import Cell, load_workflow
+from service.policy_rules import Finding
+from service.workflows import Cell, Workflow, load_workflow
 
 WORKFLOW = load_workflow(Path(REPO_ROOT) / "policy" / "workflow.toml")
 BEHAVIOUR = WORKFLOW.area_by_id["behaviour"]
 ASSESSMENT = WORKFLOW.area_by_id["assessment"]
 DEFAULT = default_cells()
 WITHOUT_REOPEN = dataclasses.replace(WORKFLOW, actions=("view", "edit", "advance"))
+
+
+def worded(problems: list[Finding], workflow: Workflow = WORKFLOW) -> list[tuple[str | None, str]]:
+    """Each finding as the page shows it: its phase (None: the whole form) and its words."""
+    return [(p.phase, matrix.message(workflow, p)) for p in problems]
 
 
 def area_cells(area_id: str) -> set[Cell]:
@@ -86,7 +93,7 @@ def test_the_default_policy_survives_the_round_trip_through_the_matrix(area: str
 @pytest.mark.parametrize("area", ["behaviour", "assessment"])
 def test_submitting_the_unchanged_form_changes_nothing(area: str) -> None:
     draft = submit(default_form(area), area)
-    assert matrix.changes(WORKFLOW, area_cells(area), matrix.to_cells(draft)) == []
+    assert WORKFLOW.changes(area_cells(area), matrix.to_cells(draft)) == ()
 
 
 @given(st.sets(st.sampled_from([c for c in WORKFLOW.cells() if c[1] == "assessment"])))
@@ -153,8 +160,8 @@ def test_a_definition_without_reopen_refuses_reopen_fields() -> None:
     current = matrix.from_cells(BEHAVIOUR, DEFAULT)
     form = dict(matrix.form_fields(WITHOUT_REOPEN, current)) | {"reopen-completed-mentor": "on"}
     _, problems = matrix.from_form(WITHOUT_REOPEN, BEHAVIOUR, form, current)
-    assert problems == [
-        matrix.Problem(None, "The form field 'reopen-completed-mentor' is not part of this page.")
+    assert worded(problems, WITHOUT_REOPEN) == [
+        (None, "The form field 'reopen-completed-mentor' is not part of this page.")
     ]
 
 
@@ -168,13 +175,15 @@ def test_fields_the_page_never_offers_are_refused() -> None:
     }
     _, problems = matrix.from_form(WORKFLOW, BEHAVIOUR, form, matrix.from_cells(BEHAVIOUR, DEFAULT))
     assert len(problems) == 5
-    assert all(p.phase is None and "not part of this page" in p.message for p in problems)
+    assert all(
+        phase is None and "not part of this page" in text for phase, text in worded(problems)
+    )
 
 
 def test_an_unknown_responsible_role_is_refused_on_its_row() -> None:
     form = default_form("behaviour") | {"responsible-group_registration": "janitor"}
     _, problems = matrix.from_form(WORKFLOW, BEHAVIOUR, form, matrix.from_cells(BEHAVIOUR, DEFAULT))
-    assert problems == [matrix.Problem("group_registration", "Unknown role 'janitor'.")]
+    assert worded(problems) == [("group_registration", "Unknown role 'janitor'.")]
 
 
 # -- the rules -------------------------------------------------------------------------------------
@@ -188,10 +197,8 @@ def test_the_default_matrix_keeps_every_rule() -> None:
 def test_a_non_final_phase_needs_a_responsible_role() -> None:
     form = default_form("behaviour") | {"responsible-organisation_approval": ""}
     problems = matrix.validate(WORKFLOW, BEHAVIOUR, submit(form))
-    assert problems == [
-        matrix.Problem(
-            "organisation_approval", "Choose the role responsible for advancing this phase."
-        )
+    assert worded(problems) == [
+        ("organisation_approval", "Choose the role responsible for advancing this phase.")
     ]
 
 
@@ -200,15 +207,19 @@ def test_a_non_final_phase_has_only_one_responsible_role() -> None:
         ("headteacher", "behaviour", "group_registration", "advance")
     }
     problems = matrix.validate(WORKFLOW, BEHAVIOUR, matrix.from_cells(BEHAVIOUR, cells))
-    assert [p.phase for p in problems] == ["group_registration"]
-    assert "Only one role can be responsible" in problems[0].message
+    assert worded(problems) == [
+        (
+            "group_registration",
+            "Only one role can be responsible; this phase has Headteacher, Mentor.",
+        )
+    ]
 
 
 def test_the_final_phase_has_no_responsible_role() -> None:
     form = default_form("behaviour") | {"responsible-completed": "headteacher"}
     problems = matrix.validate(WORKFLOW, BEHAVIOUR, submit(form))
-    assert problems == [
-        matrix.Problem("completed", "The final phase has no responsible role: nothing advances it.")
+    assert worded(problems) == [
+        ("completed", "The final phase has no responsible role: nothing advances it.")
     ]
 
 
@@ -223,28 +234,25 @@ def test_the_final_phase_has_no_responsible_role() -> None:
 def test_audiences_never_edit_advance_or_reopen(field: str, value: str) -> None:
     form = default_form("behaviour") | {field: value}
     phase = field.split("-")[1]
-    problems = matrix.validate(WORKFLOW, BEHAVIOUR, submit(form))
-    assert [p.phase for p in problems if "can only see" in p.message] == [phase]
-    assert any("can only see: they cannot edit, advance or reopen." in p.message for p in problems)
+    problems = worded(matrix.validate(WORKFLOW, BEHAVIOUR, submit(form)))
+    assert [where for where, text in problems if "can only see" in text] == [phase]
+    assert any("can only see: they cannot edit, advance or reopen." in text for _, text in problems)
 
 
 def test_without_reopen_the_audience_rule_names_the_actions_there_are() -> None:
     cells = {c for c in area_cells("behaviour") if c[3] != "reopen"}
     cells.add(("parent", "behaviour", "completed", "edit"))
     problems = matrix.validate(WITHOUT_REOPEN, BEHAVIOUR, matrix.from_cells(BEHAVIOUR, cells))
-    assert problems == [
-        matrix.Problem("completed", "Parents can only see: they cannot edit or advance.")
+    assert worded(problems, WITHOUT_REOPEN) == [
+        ("completed", "Parents can only see: they cannot edit or advance.")
     ]
 
 
 def test_the_first_phase_cannot_be_reopened() -> None:
     form = default_form("behaviour") | {"reopen-group_registration-headteacher": "on"}
     problems = matrix.validate(WORKFLOW, BEHAVIOUR, submit(form))
-    assert problems == [
-        matrix.Problem(
-            "group_registration",
-            "The first phase cannot be reopened: there is no phase before it.",
-        )
+    assert worded(problems) == [
+        ("group_registration", "The first phase cannot be reopened: there is no phase before it.")
     ]
 
 
@@ -315,7 +323,7 @@ def test_changes_are_listed_in_page_order() -> None:
         ("learner", "behaviour", "group_registration", "view"),
         ("mentor", "behaviour", "completed", "edit"),
     }
-    found = matrix.changes(WORKFLOW, area_cells("behaviour"), after)
+    found = WORKFLOW.changes(area_cells("behaviour"), after)
     assert [c.cell for c in found] == [
         ("learner", "behaviour", "group_registration", "view"),
         ("parent", "behaviour", "completed", "edit"),
@@ -331,7 +339,7 @@ def test_the_review_counts_assessments_gaining_or_losing_visibility_per_audience
         ("parent", "behaviour", "organisation_approval", "view"),
         ("mentor", "behaviour", "completed", "edit"),
     }
-    found = matrix.changes(WORKFLOW, area_cells("behaviour"), after)
+    found = WORKFLOW.changes(area_cells("behaviour"), after)
     counts = {"organisation_approval": 4, "completed": 7}
     assert matrix.impacts(WORKFLOW, BEHAVIOUR, found, counts) == [
         matrix.Impact(
@@ -355,3 +363,15 @@ def test_the_review_counts_assessments_gaining_or_losing_visibility_per_audience
             ),
         ),
     ]
+
+
+# -- one rule set: the form refuses what the checker refuses -------------------------------------
+
+
+@given(st.sets(st.sampled_from([c for c in WORKFLOW.cells() if c[1] == "behaviour"])))
+def test_the_form_and_the_checker_apply_the_same_rules(cells: set[Cell]) -> None:
+    rows = sorted(cells | area_cells("assessment"), key=WORKFLOW.display_order)
+    text = "".join(f"p, default, {', '.join(cell)}\n" for cell in rows)
+    checked = {p.code for p in check_policy_text(text, "policy.csv", WORKFLOW)[1]}
+    found = matrix.validate(WORKFLOW, BEHAVIOUR, matrix.from_cells(BEHAVIOUR, cells))
+    assert {f.code for f in found} == checked

@@ -15,7 +15,7 @@ from service.admin.tenants import tenant_for
 from service.audit import Entry, history
 from service.db import store
 from service.policies.store import current_version
-from service.workflows import Area
+from service.workflows import REOPEN, Area
 
 PAGE_SIZE = 50
 
@@ -73,7 +73,7 @@ def _transition_words(entry: Entry) -> str:
     assessment a1' doubled a word); a reopen says 'back to' and why."""
     area = workflow().area_by_id.get(entry.area)
     role = workflow().role(entry.role)
-    verb, to = ("Reopened", "back to") if entry.action == matrix.REOPEN else ("Advanced", "to")
+    verb, to = ("Reopened", "back to") if entry.action == REOPEN else ("Advanced", "to")
     words = (
         f"{verb} {area.label if area else entry.area} {entry.assessment_id} "
         f"from {_phase_label(area, entry.phase)} {to} {_phase_label(area, entry.to_phase or '')} "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from flask import abort, flash, redirect, render_template, request, url_for
@@ -15,7 +16,8 @@ from service.admin.tenants import tenant_for
 from service.db import store
 from service.errors import Conflict
 from service.policies import policy_engine
-from service.workflows import Area
+from service.policy_rules import Finding
+from service.workflows import Area, CellChange
 
 
 @bp.get("/workflow/<area_id>")
@@ -59,15 +61,16 @@ def _form_page(
     stored: Stored,
     shown: matrix.AreaMatrix,
     loaded_version: int,
-    problems: list[matrix.Problem] | None = None,
+    problems: list[Finding] | None = None,
     **extra: Any,
 ) -> str:
     """The Workflow page showing `shown` (stored or draft) for the version it was loaded at."""
+    message = partial(matrix.message, workflow())
     rows = [
         {
             "phase": phase,
             "row": shown.row(phase.id),
-            "problems": [p.message for p in problems or [] if p.phase == phase.id],
+            "problems": [message(p) for p in problems or [] if p.phase == phase.id],
         }
         for phase in area.phases
     ]
@@ -80,6 +83,8 @@ def _form_page(
         columns=matrix.columns(workflow()),
         loaded_version=loaded_version,
         problems=problems or [],
+        message=message,
+        describe=partial(matrix.describe, workflow()),
         **extra,
     )
 
@@ -88,7 +93,7 @@ def _review_page(
     tenant: str, area: Area, stored: Stored, draft: matrix.AreaMatrix
 ) -> ResponseReturnValue:
     """Each changed cell in plain words, and the assessments it affects, before saving."""
-    found = matrix.changes(workflow(), stored.cells, matrix.to_cells(draft))
+    found = _changes(stored, draft)
     if not found:
         flash("Nothing to review: the form matches the saved settings.")
         return _form_page(tenant, area, stored, draft, stored.version)
@@ -98,6 +103,7 @@ def _review_page(
         area=area,
         stored=stored,
         changes=found,
+        describe=partial(matrix.describe, workflow()),
         impacts=matrix.impacts(workflow(), area, found, phase_counts(tenant, area)),
         fields=matrix.form_fields(workflow(), draft),
     )
@@ -136,9 +142,14 @@ def _stale_page(
 ) -> ResponseReturnValue:
     """Refuse a form loaded before someone else's save: show the store's settings now, and the
     edits that would bring them to the refused form, to apply again deliberately."""
-    pending = matrix.changes(workflow(), stored.cells, matrix.to_cells(draft))
+    pending = _changes(stored, draft)
     current = matrix.from_cells(area, stored.cells)
     page = _form_page(
         tenant, area, stored, current, stored.version, stale_from=loaded_version, pending=pending
     )
     return page, 409
+
+
+def _changes(stored: Stored, draft: matrix.AreaMatrix) -> tuple[CellChange, ...]:
+    """The cells saving the draft would change, in display order."""
+    return workflow().changes(frozenset(stored.cells), matrix.to_cells(draft))

@@ -7,7 +7,8 @@ file that cannot be read, is not UTF-8, holds a NUL byte or is too large is a Pr
 exception. model.conf's rules are the seam's (service/policies/model.py): the checker reports them.
 
 One module per concept: codes and problems (what is reported and how it is printed), sources
-(bytes to text), definition (with structure, workflow_rules and toml_positions), rows
-(CSV syntax), policy (rows against the definition, with transition_rules), files (paths to a
-CheckResult) and canonical (the text `export` writes and the changes `import` and `diff` print).
+(bytes to text), definition (with structure and toml_positions; the definition's rules are
+service.workflows'), rows (CSV syntax), policy (rows against the definition, with findings, which
+locates the policy rules of service.policy_rules at the rows), files (paths to a CheckResult) and
+canonical (the text `export` writes and the lines `import` and `diff` print).
 """

@@ -35,6 +35,7 @@ CODES: Mapping[str, str] = {
     "WA210": "responsible role is an audience",
     "WA211": "actions are not view, edit, advance (optionally followed by reopen)",
     "WA212": "definition has an unknown key",
+    "WA213": "a role that is not an audience, or more than one role, receives the feed",
     "WA301": "policy row has the wrong number of fields",
     "WA302": "policy row type is not p",
     "WA303": "policy row has an empty field",

@@ -1,22 +1,20 @@
 """Checks of the workflow definition (workflow.toml): TOML syntax, then its shape, then its rules.
 
 The result is the Workflow the service would load, or None and every problem found; policy rows
-and cases are checked against it. TOML reports no positions except for syntax errors, so problems
-are located at the key (or table header) they concern.
+and cases are checked against it. The rules are the service's own (workflows.definition_problems),
+each naming the table and key it concerns; TOML reports no positions except for syntax errors, so
+the checker finds that key's line and column in the text (toml_positions.py).
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping
-from typing import Any
 
 from service.checker.problems import Problem
 from service.checker.structure import structure_problems
 from service.checker.toml_positions import TomlPositions
-from service.checker.workflow_rules import definition_problems
-from service.workflows import Area, DefinitionError, Phase, Role, Workflow, parse_workflow
+from service.workflows import DefinitionProblem, Workflow, build_workflow, definition_problems
 
 
 def check_definition_text(text: str, path: str) -> tuple[Workflow | None, list[Problem]]:
@@ -29,13 +27,17 @@ def check_definition_text(text: str, path: str) -> tuple[Workflow | None, list[P
     problems = structure_problems(data, at, path)
     if problems:
         return None, problems
-    problems = definition_problems(_unvalidated_workflow(data), at, path)
-    if problems:
-        return None, problems
-    try:
-        return parse_workflow(data), []
-    except DefinitionError as exc:  # a rule the service has that this checker does not know
-        return None, [Problem(path, 1, 1, "WA202", f"the service refuses it: {exc}")]
+    workflow = build_workflow(data)
+    problems = [located(found, at, path) for found in definition_problems(workflow)]
+    return (None, problems) if problems else (workflow, [])
+
+
+def located(found: DefinitionProblem, at: TomlPositions, path: str) -> Problem:
+    """A rule the definition breaks, at the line and column of the key it concerns."""
+    message = found.message
+    if found.first is not None:
+        message += f" (first at line {at.at(*found.first)[0]})"
+    return Problem.at(path, at.at(found.table, found.key), found.code, message)
 
 
 def _syntax_problem(exc: tomllib.TOMLDecodeError, text: str, path: str) -> Problem:
@@ -43,22 +45,3 @@ def _syntax_problem(exc: tomllib.TOMLDecodeError, text: str, path: str) -> Probl
     found = re.search(r"line (\d+), column (\d+)", str(exc))
     where = (int(found[1]), int(found[2])) if found else (len(text.split("\n")), 1)
     return Problem.at(path, where, "WA201", f"not valid TOML: {exc}")
-
-
-def _unvalidated_workflow(data: Mapping[str, Any]) -> Workflow:
-    """The definition as a Workflow before its rules are checked, so the rules can read it."""
-    roles = tuple(
-        Role(r["id"], r["label"], r["kind"], r.get("description", "")) for r in data["roles"]
-    )
-    areas = tuple(
-        Area(a["id"], a["label"], tuple(_phase(p) for p in a.get("phases", [])))
-        for a in data["areas"]
-    )
-    return Workflow(roles=roles, areas=areas, actions=tuple(data["actions"]))
-
-
-def _phase(p: Mapping[str, Any]) -> Phase:
-    """One [[areas.phases]] table as a Phase."""
-    return Phase(
-        p["id"], p["label"], p.get("description", ""), p.get("responsible"), p.get("transition")
-    )

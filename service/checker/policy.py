@@ -1,18 +1,18 @@
-"""Checks of policy rows against the workflow definition: known ids, no duplicates, audiences only
-view, and the transition rules (transition_rules.py).
+"""Checks of policy rows against the workflow definition: known ids, no duplicates, and the policy
+rules (service.policy_rules, located at the rows by findings.py).
 
 A file is checked as the whole policy of every tenant it names. Rows naming unknown ids
-(WA305-WA309) are left out of the audience and transition rules, and an audience's row that is
-not `view` is reported as WA314 only.
+(WA305-WA309) are left out of the policy rules, and an audience's row that is not `view` is
+reported as WA314 only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from service.checker.findings import rule_problems
 from service.checker.problems import Problem
 from service.checker.rows import ACTION, AREA, PHASE, ROLE, PolicyLine, parse_policy_text
-from service.checker.transition_rules import advance_problems, reopen_problems
 from service.workflows import Row, Workflow
 
 
@@ -30,16 +30,12 @@ def check_policy_text(
 def policy_problems(
     rows: Sequence[PolicyLine], path: str, workflow: Workflow | None
 ) -> list[Problem]:
-    """Duplicates; with a definition also unknown ids, audience rights and transition rules."""
+    """Duplicates; with a definition also unknown ids and the policy rules."""
     unique, problems = _unique_rows(rows, path)
     if workflow is None:
         return problems
     known, unknown = _known_rows(unique, path, workflow)
-    audience = _audience_problems(known, path, workflow)
-    flagged = {p.line for p in audience}
-    rest = [r for r in known if r.line not in flagged]
-    transitions = advance_problems(rest, path, workflow) + reopen_problems(rest, path, workflow)
-    return problems + unknown + audience + transitions
+    return problems + unknown + sorted(rule_problems(known, path, workflow))
 
 
 def _unique_rows(rows: Sequence[PolicyLine], path: str) -> tuple[list[PolicyLine], list[Problem]]:
@@ -86,20 +82,4 @@ def _unknown_problems(row: PolicyLine, path: str, workflow: Workflow) -> list[Pr
         Problem(path, row.line, row.column(i), code, f"unknown {what} (known: {', '.join(known)})")
         for i, code, value, what, known in checks
         if value not in known
-    ]
-
-
-def _audience_problems(rows: Sequence[PolicyLine], path: str, workflow: Workflow) -> list[Problem]:
-    """Audiences may only view: never edit, advance or reopen."""
-    audiences = {r.id for r in workflow.audiences}
-    return [
-        Problem(
-            path,
-            r.line,
-            r.column(ACTION),
-            "WA314",
-            f"{r.row[ROLE]} is an audience; audiences may only view, never {r.row[ACTION]}",
-        )
-        for r in rows
-        if r.row[ROLE] in audiences and r.row[ACTION] != "view"
     ]

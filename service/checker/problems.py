@@ -7,8 +7,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from service.workflows import is_identifier
-
 Format = Literal["text", "github", "json"]
 FORMATS: tuple[Format, ...] = ("text", "github", "json")
 
@@ -27,16 +25,6 @@ class Problem:
     def at(cls, path: str, where: tuple[int, int], code: str, message: str) -> Problem:
         """A problem at a (line, column) pair, the form position finders return."""
         return cls(path, where[0], where[1], code, message)
-
-
-def not_identifier(what: str, value: str) -> str:
-    """Why a value is not an identifier, suggesting the lowercase form when that is the fix."""
-    if is_identifier(value.lower()):
-        return f"{what} {value!r} must be lowercase: {value.lower()!r}"
-    return (
-        f"{what} {value!r} is not an identifier: lowercase letters, digits and _, "
-        "starting with a letter, at most 64 characters"
-    )
 
 
 def render(problems: Sequence[Problem], fmt: Format = "text") -> str:

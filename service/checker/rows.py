@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from service.checker.problems import Problem, not_identifier, render
+from service.checker.problems import Problem, render
 from service.checker.sources import is_blank_or_comment, numbered_lines, read_source
 from service.errors import ServiceError
 from service.policies.model import FIELDS
-from service.workflows import Row, is_identifier
+from service.workflows import Row, is_identifier, not_identifier
 
 TENANT, ROLE, AREA, PHASE, ACTION = range(5)
 COLUMN_NAMES = ("type", *FIELDS)

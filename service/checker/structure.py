@@ -1,7 +1,8 @@
 """The shape of workflow.toml: required keys present, values of the right type, no unknown keys.
 
-Checked before the rules (workflow_rules.py), which need a definition they can read: WA202 for a
-missing key or a wrong type, WA212 for an unknown key (often a typo such as `responsable`).
+Checked before the rules (service.workflows.definition_problems), which need a definition they
+can read: WA202 for a missing key or a wrong type, WA212 for an unknown key (often a typo such as
+`responsable`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from service.checker.problems import Problem
-from service.checker.toml_positions import TablePath, TomlPositions
+from service.checker.toml_positions import TomlPositions
+from service.workflows import TablePath
 
 KeySpec = Mapping[str, tuple[bool, type]]
 """Each key a table may hold: whether it is required, and the type of its value."""

@@ -5,9 +5,7 @@ from __future__ import annotations
 import re
 
 from service.checker.sources import numbered_lines
-
-TablePath = tuple[str | int, ...]
-"""Where a table sits in the definition: (), ("roles", 0), ("areas", 1, "phases", 2)."""
+from service.workflows import TablePath
 
 ARRAY_HEADER = re.compile(r"\s*\[\[\s*([\w.]+)\s*\]\]")
 TABLE_HEADER = re.compile(r"\s*\[\s*([\w.]+)\s*\]")
