@@ -136,7 +136,7 @@ CANDIDATES: dict[str, tuple[Callable[[bytes], object], Callable[[], bytes]]] = {
     "hand-written": (hand_parse, lambda: json.dumps(ANSWER).encode()),
     "pydantic": (
         lambda raw: shapes.parse_json(shapes.QuestionBody, raw).checked(),
-        lambda: shapes.Decision.model_construct(**ANSWER).model_dump_json().encode(),
+        lambda: shapes.to_json(shapes.Decision(**ANSWER)),
     ),
     "msgspec": (msgspec_parse, lambda: _ENCODE(_Decision(**ANSWER))),
 }

@@ -106,7 +106,7 @@ def authorize() -> Response:
     with _keyed() as (conn, key):
         body: shapes.QuestionBody = shapes.body()
         answer = decisions.decide_one(conn, policy_engine(), key, _question(body, body.action))
-    response = shapes.respond(shapes.Decision.model_construct(**_decision(answer)))
+    response = shapes.respond(shapes.Decision(**_decision(answer)))
     response.headers["X-Decision-Id"] = answer.decision_id
     return response
 
@@ -121,12 +121,12 @@ def authorize_batch() -> Response:
         asked = [_batch_item(i, item) for i, item in enumerate(items)]
         answers = decisions.decide_all(conn, policy_engine(), key, [q for _, q in asked])
     results: list[shapes.BatchDecision | shapes.BatchError] = [
-        shapes.BatchError.model_construct(id=item_id, error=_error(a))
+        shapes.BatchError(item_id, _error(a))
         if isinstance(a, ServiceError)
-        else shapes.BatchDecision.model_construct(id=item_id, **_decision(a))
+        else shapes.BatchDecision(id=item_id, **_decision(a))
         for (item_id, _), a in zip(asked, answers, strict=True)
     ]
-    return shapes.respond(shapes.BatchResults.model_construct(results=results))
+    return shapes.respond(shapes.BatchResults(results))
 
 
 def _batch_item(index: int, item: Any) -> tuple[str, decisions.Asked]:
@@ -137,8 +137,7 @@ def _batch_item(index: int, item: Any) -> tuple[str, decisions.Asked]:
         parsed = shapes.validate(shapes.BatchItem, item)
     except ServiceError as error:
         item_id = item.get("id")
-        ok = isinstance(item_id, str) and error.field != "id"
-        return (item_id if ok else str(index)), error  # type: ignore[return-value]
+        return (item_id if isinstance(item_id, str) and error.field != "id" else str(index)), error
     try:
         return parsed.id, _question(parsed, parsed.action)
     except ServiceError as error:
@@ -155,7 +154,7 @@ def permissions() -> Response:
         question = _question(place, "")
         where, actions = decisions.permitted(conn, policy_engine(), key, question)
     return shapes.respond(
-        shapes.Permissions.model_construct(
+        shapes.Permissions(
             tenant=question.tenant,
             role=question.role,
             area=where.area,
@@ -218,9 +217,7 @@ def advance_assessments() -> Response:
     with _keyed() as (conn, key):
         bulk: shapes.BulkAdvanceBody = shapes.body()
         key.require_tenant(bulk.tenant)
-    return shapes.respond(
-        shapes.BulkResults.model_construct(results=[_advance_one(key, bulk, i) for i in bulk.ids])
-    )
+    return shapes.respond(shapes.BulkResults([_advance_one(key, bulk, i) for i in bulk.ids]))
 
 
 def _advance_one(key: Key, bulk: shapes.BulkAdvanceBody, assessment_id: Any) -> Any:
@@ -230,7 +227,7 @@ def _advance_one(key: Key, bulk: shapes.BulkAdvanceBody, assessment_id: Any) -> 
             return _move(conn, key, bulk, assessment_id, ADVANCE)
     except ServiceError as error:
         item_id = assessment_id if isinstance(assessment_id, str) else None
-        return shapes.BulkError.model_construct(id=item_id, error=_error(error))
+        return shapes.BulkError(item_id, _error(error))
 
 
 def _move(
@@ -262,7 +259,7 @@ def feed() -> Response:
         key.require_tenant(asked.tenant)
         require_version(conn, asked.tenant)
         found, cursor = events.page(conn, asked.tenant, asked.after, asked.limit)
-    return shapes.respond(shapes.EventsPage.model_construct(events=found, cursor=cursor))
+    return shapes.respond(shapes.EventsPage(found, cursor))
 
 
 @bp.get("/healthz")

@@ -26,8 +26,10 @@ ASSESSMENT_ID_RULE = (
 _SUBJECTS = select(
     Assessment.tenant, Assessment.id, Assessment.area, Assessment.phase, PolicyVersion.version
 ).join(PolicyVersion, PolicyVersion.tenant == Assessment.tenant)
-_SUBJECT = _SUBJECTS.where(
-    Assessment.tenant == bindparam("tenant"), Assessment.id == bindparam("id")
+_SUBJECT = (
+    select(Assessment.area, Assessment.phase, PolicyVersion.version)
+    .join(PolicyVersion, PolicyVersion.tenant == Assessment.tenant)
+    .where(Assessment.tenant == bindparam("tenant"), Assessment.id == bindparam("id"))
 )
 # A move needs the whole state and the policy version, likewise in one query.
 _STATE = (
@@ -71,11 +73,11 @@ def subjects(conn: Connection, wanted: Iterable[tuple[str, str]]) -> dict[tuple[
     keys = set(wanted)
     if len(keys) == 1:
         ((tenant, assessment_id),) = keys
-        rows = conn.execute(_SUBJECT, {"tenant": tenant, "id": assessment_id})
-    elif keys:
-        rows = conn.execute(_SUBJECTS.where(tuple_(Assessment.tenant, Assessment.id).in_(keys)))
-    else:
+        row = conn.execute(_SUBJECT, {"tenant": tenant, "id": assessment_id}).first()
+        return {} if row is None else {(tenant, assessment_id): Subject(*row)}
+    if not keys:
         return {}
+    rows = conn.execute(_SUBJECTS.where(tuple_(Assessment.tenant, Assessment.id).in_(keys)))
     return {(r.tenant, r.id): Subject(r.area, r.phase, r.version) for r in rows}
 
 

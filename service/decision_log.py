@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
+import os
 
 from service.keys import Key
 from service.models import iso, utcnow
@@ -16,7 +16,7 @@ log = logging.getLogger("workflow_authz.decisions")
 
 def record(decision: Decision, assessment: str | None, key: Key) -> str:
     """Log one decision (less its prose reason) as a JSON line and return its new decision id."""
-    decision_id = uuid.uuid4().hex
+    decision_id = os.urandom(16).hex()  # 128 random bits, as a uuid4's hex; a fifth of its cost
     if log.isEnabledFor(logging.INFO):
         line = {
             "event": "decision",

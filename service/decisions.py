@@ -56,9 +56,8 @@ def decide_all(
     the store (5xx) are raised: then nothing is answered, and nothing is allowed."""
     valid = [q for q in questions if isinstance(q, Question)]
     found = assessments.subjects(conn, {(q.tenant, q.assessment) for q in valid if q.assessment})
-    by_phase = {q.tenant for q in valid if q.assessment is None}
-    missing = {q.tenant for q in valid if q.assessment and (q.tenant, q.assessment) not in found}
-    known = versions(conn, by_phase | missing)
+    unplaced = {q.tenant for q in valid if (q.tenant, q.assessment) not in found}
+    known = versions(conn, unplaced)  # by phase, or to tell an unknown tenant from an assessment
     return [_answer(conn, engine, key, q, found, known) for q in questions]
 
 

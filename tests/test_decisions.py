@@ -22,7 +22,11 @@ from service.policies import PolicyEngine
 from tests.conftest import Api
 
 ALL = Key(0, "test", None)
+
+
 NORTH_ONLY = Key(1, "north", "north")
+
+
 BY_PHASE = Question("default", "parent", "view", area="behaviour", phase="completed")
 
 
@@ -156,3 +160,39 @@ def test_a_store_failure_fails_the_whole_batch(policy_engine: PolicyEngine) -> N
     broken = Database("sqlite:////nonexistent-dir/store.sqlite3")
     with pytest.raises(Unavailable):
         _answers(broken, policy_engine, ALL, [BY_PHASE])
+
+
+def test_permissions_list_the_buttons_to_show(api: Api) -> None:
+    api.post("/assessments", {"id": "p1", "area": "assessment"})
+    teacher = api.post("/permissions", {"role": "course_teacher", "assessment": "p1"}).json
+    assert teacher == {
+        "tenant": "default",
+        "role": "course_teacher",
+        "area": "assessment",
+        "phase": "course_registration",
+        "assessment": "p1",
+        "actions": ["view", "edit", "advance"],
+        "policy_version": 1,
+    }
+    head = api.post(
+        "/permissions", {"role": "headteacher", "area": "assessment", "phase": "completed"}
+    ).json
+    assert head["actions"] == ["view", "edit", "reopen"]
+    parent = api.post("/permissions", {"role": "parent", "assessment": "p1"}).json
+    assert parent["actions"] == []
+
+
+def test_permissions_refuse_bad_questions(api: Api) -> None:
+    assert (
+        api.post("/permissions", {"role": "parent", "action": "view", "assessment": "p"}).json[
+            "error"
+        ]["field"]
+        == "action"
+    )
+    assert api.post("/permissions", {"role": "parent", "assessment": "ghost"}).status_code == 404
+    assert (
+        api.post(
+            "/permissions", {"role": "nobody", "area": "behaviour", "phase": "completed"}
+        ).json["error"]["field"]
+        == "role"
+    )

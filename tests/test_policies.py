@@ -1,6 +1,6 @@
-"""The policy seam: the model is checked, every cell of the default matrix is decided as the spec's
-table says and as casbin itself decides, the cache follows versions, and writes are one audited,
-versioned transaction that touches one tenant only."""
+"""The policy seam (service/policies/): the model is checked, every cell of the default matrix is
+decided as the spec's table says and as casbin itself decides, the cache follows versions and is
+bounded, and a tenant's rows can be neither empty nor duplicated. Writes: test_policy_changes.py."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ from sqlalchemy import func, select
 from service import policy_changes
 from service.config import REPO_ROOT, load_config
 from service.db import Database
-from service.errors import Conflict, InvalidRequest, NotFound
-from service.models import PolicyChange
+from service.errors import InvalidRequest, NotFound
 from service.policies import ModelError, PolicyEngine, load_model
 from service.policies.store import current_version, tenant_cells
 from tests.cells import CELL_IDS, MATRIX
@@ -123,76 +122,6 @@ def test_models_other_than_exact_equality_are_refused(tmp_path: Path, matcher: s
     path.write_text(text)
     with pytest.raises(ModelError):
         load_model(path)
-
-
-def _cells(engine: PolicyEngine, tenant: str = "default") -> set[tuple[str, str, str, str]]:
-    with engine.db.read() as conn:
-        return set(tenant_cells(conn, tenant))
-
-
-def test_replace_bumps_version_audits_cells_and_changes_decisions(engine: PolicyEngine) -> None:
-    assert not engine.decide(
-        "default", "parent", "behaviour", "organisation_approval", "view", version=1
-    ).allowed
-    cells = _cells(engine) | {("parent", "behaviour", "organisation_approval", "view")}
-    cells -= {("learner", "behaviour", "completed", "view")}
-    with engine.db.write() as conn:
-        result = policy_changes.save(
-            conn, engine, "default", cells, actor="ada", area="behaviour", expected_version=1
-        )
-    assert result.version == 2 and len(result.changes) == 2
-    assert engine.decide(
-        "default", "parent", "behaviour", "organisation_approval", "view", version=2
-    ).allowed
-    assert not engine.decide(
-        "default", "learner", "behaviour", "completed", "view", version=2
-    ).allowed
-    with engine.db.read() as conn:
-        audit = conn.execute(select(PolicyChange).order_by(PolicyChange.id)).all()
-    assert [(a.role, a.phase, a.before, a.after, a.actor, a.version) for a in audit] == [
-        ("parent", "organisation_approval", False, True, "ada", 2),
-        ("learner", "completed", True, False, "ada", 2),
-    ]
-
-
-def test_replace_from_a_stale_version_changes_nothing(engine: PolicyEngine) -> None:
-    before = _cells(engine)
-    with engine.db.write() as conn:
-        policy_changes.save(
-            conn,
-            engine,
-            "default",
-            before - {("parent", "behaviour", "completed", "view")},
-            actor="a",
-        )
-    with pytest.raises(Conflict), engine.db.write() as conn:
-        policy_changes.save(conn, engine, "default", set(), actor="b", expected_version=1)
-    assert _cells(engine) == before - {("parent", "behaviour", "completed", "view")}
-    assert _version(engine) == 2
-
-
-def test_replace_without_changes_keeps_the_version(engine: PolicyEngine) -> None:
-    with engine.db.write() as conn:
-        result = policy_changes.save(conn, engine, "default", _cells(engine), actor="a")
-    assert result.version == 1 and result.changes == ()
-
-
-def test_replacing_one_area_leaves_the_other_area_and_other_tenants_alone(
-    engine: PolicyEngine,
-) -> None:
-    with engine.db.write() as conn:
-        policy_changes.create_tenant(conn, "north", _cells(engine), actor="t")
-        policy_changes.save(conn, engine, "default", set(), actor="a", area="behaviour")
-    assert {c[1] for c in _cells(engine)} == {"assessment"}
-    assert len(_cells(engine, "north")) == 33
-
-
-def test_a_failure_mid_write_leaves_the_previous_policy(engine: PolicyEngine) -> None:
-    before = _cells(engine)
-    with pytest.raises(RuntimeError), engine.db.write() as conn:
-        policy_changes.save(conn, engine, "default", set(), actor="a")
-        raise RuntimeError("crash after the rows were replaced, before commit")
-    assert _cells(engine) == before and _version(engine) == 1
 
 
 def test_cache_reloads_when_the_version_changes_elsewhere(sqlite_url: str) -> None:

@@ -1,6 +1,6 @@
-"""Reopen (back one phase, with a reason, governed by policy) and the external-systems feed
-(every change that makes an assessment newly visible or no longer visible to external systems,
-in order, with a cursor that never misses or repeats an event), on SQLite and PostgreSQL."""
+"""The external-systems feed (service/events.py), on SQLite and PostgreSQL: every change that makes
+an assessment newly visible or no longer visible to the feed's audience, in order, with a cursor
+that never misses or repeats an event; and the history, feed and audit are append-only."""
 
 from __future__ import annotations
 
@@ -34,54 +34,6 @@ def _complete(api: Api, assessment: str, area: str = "assessment") -> None:
 def _feed(api: Api, after: str | None = None, limit: int = 100) -> Any:
     query = f"?limit={limit}" + (f"&after={after}" if after else "")
     return api.get(f"/events{query}").json
-
-
-def test_reopen_moves_back_one_phase_and_history_keeps_the_reason(api: Api) -> None:
-    _complete(api, "r1")
-    assert api.post("/authorize", {"role": "parent", "action": "view", "assessment": "r1"}).json[
-        "allowed"
-    ]
-    response = api.post("/assessments/r1/reopen", REOPEN | {"expected_phase": "completed"})
-    assert response.status_code == 200 and response.json["phase"] == "organisation_approval"
-    history = api.get("/assessments/r1").json["history"]
-    assert [(h["action"], h["from_phase"], h["to_phase"]) for h in history] == [
-        ("advance", "course_registration", "organisation_approval"),
-        ("advance", "organisation_approval", "completed"),
-        ("reopen", "completed", "organisation_approval"),
-    ]
-    assert history[-1]["reason"] == REOPEN["reason"] and history[0]["reason"] is None
-    # visibility follows the earlier phase again
-    assert not api.post(
-        "/authorize", {"role": "parent", "action": "view", "assessment": "r1"}
-    ).json["allowed"]
-
-
-def test_reopen_needs_a_reason(api: Api) -> None:
-    _complete(api, "r2")
-    for body in (
-        {"role": "headteacher", "actor": "h"},
-        REOPEN | {"reason": " "},
-        REOPEN | {"reason": 5},
-    ):
-        response = api.post("/assessments/r2/reopen", body)
-        assert response.status_code == 400 and response.json["error"]["field"] == "reason"
-    assert api.get("/assessments/r2").json["phase"] == "completed"
-
-
-def test_reopen_by_a_role_without_the_right_is_403(api: Api) -> None:
-    _complete(api, "r3")
-    response = api.post("/assessments/r3/reopen", REOPEN | {"role": "course_teacher"})
-    assert response.status_code == 403 and response.json["error"]["code"] == "not_allowed"
-    assert (
-        "course_teacher may not reopen assessment in phase completed"
-        in response.json["error"]["message"]
-    )
-
-
-def test_reopen_at_the_first_phase_is_409(api: Api) -> None:
-    api.post("/assessments", {"id": "r4", "area": "behaviour"})
-    response = api.post("/assessments/r4/reopen", REOPEN)
-    assert response.status_code == 409 and "first phase" in response.json["error"]["message"]
 
 
 def test_the_feed_reports_transitions_that_change_external_visibility(api: Api) -> None:
