@@ -49,6 +49,7 @@ bench: $(BIN)/workflow-authz browser
 	$(BIN)/python -m bench.scale
 	$(BIN)/python -m bench.http
 	$(BIN)/python -m bench.propagation
+	$(BIN)/python -m bench.shapes
 
 ## Ten minutes of mixed load; reports errors and memory growth.
 soak: $(BIN)/workflow-authz browser
