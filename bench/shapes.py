@@ -19,7 +19,7 @@ import json
 import re
 import sys
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, get_type_hints
 
 import msgspec
 
@@ -104,18 +104,8 @@ class _Question(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     phase: _Ident | None = None
 
 
-class _Decision(msgspec.Struct):
-    decision_id: str
-    allowed: bool
-    tenant: str
-    role: str
-    action: str
-    area: str
-    phase: str
-    assessment: str | None
-    policy_version: int
-    rule: list[str] | None
-    reason: str
+_Decision = msgspec.defstruct("Decision", list(get_type_hints(shapes.Decision).items()))
+"""The service's Decision answer, field for field, as a Struct."""
 
 
 _DECODE = msgspec.json.Decoder(_Question).decode

@@ -18,8 +18,10 @@ from sqlalchemy import create_engine, text
 
 from service import create_app, keys, policy_changes
 from service.cli import default_cells
+from service.config import load_config
 from service.db import Database
 from service.policies import PolicyEngine
+from service.policies.store import current_version
 
 PG_ADMIN_URL = os.environ.get(
     "WORKFLOW_AUTHZ_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -150,3 +152,28 @@ class Api:
 @pytest.fixture
 def api(app: Flask, make_key: Callable[[str | None], str]) -> Api:
     return Api(app.test_client(), make_key("default"))
+
+
+@pytest.fixture
+def engine(sqlite_url: str) -> PolicyEngine:
+    """A policy engine of its own on a SQLite store, with room for two tenants only."""
+    return PolicyEngine.from_settings(
+        Database(sqlite_url), load_config() | {"POLICY_CACHE_TENANTS": 2}
+    )
+
+
+def policy_version(engine: PolicyEngine, tenant: str = "default") -> int:
+    """The tenant's policy version in the engine's store."""
+    with engine.db.read() as conn:
+        version = current_version(conn, tenant)
+    assert version is not None
+    return version
+
+
+def complete(api: Api, assessment: str, area: str = "assessment") -> None:
+    """Create an assessment and walk it to its final phase by the responsible roles."""
+    api.post("/assessments", {"id": assessment, "area": area})
+    first = "course_teacher" if area == "assessment" else "mentor"
+    for role in (first, "headteacher"):
+        response = api.post(f"/assessments/{assessment}/advance", {"role": role, "actor": role})
+        assert response.status_code == 200

@@ -14,21 +14,9 @@ from service import policy_changes
 from service.db import Database
 from service.policies import PolicyEngine
 from service.policies.store import tenant_cells
-from tests.conftest import Api
+from tests.conftest import Api, complete
 
 REOPEN = {"role": "headteacher", "actor": "head", "reason": "marks entered for the wrong class"}
-
-
-def _complete(api: Api, assessment: str, area: str = "assessment") -> None:
-    api.post("/assessments", {"id": assessment, "area": area})
-    first = "course_teacher" if area == "assessment" else "mentor"
-    for role in (first, "headteacher"):
-        assert (
-            api.post(
-                f"/assessments/{assessment}/advance", {"role": role, "actor": role}
-            ).status_code
-            == 200
-        )
 
 
 def _feed(api: Api, after: str | None = None, limit: int = 100) -> Any:
@@ -37,7 +25,7 @@ def _feed(api: Api, after: str | None = None, limit: int = 100) -> Any:
 
 
 def test_the_feed_reports_transitions_that_change_external_visibility(api: Api) -> None:
-    _complete(api, "f1")
+    complete(api, "f1")
     api.post("/assessments/f1/reopen", REOPEN)
     page = _feed(api)
     assert [(e["assessment"], e["phase"], e["visible"], e["cause"]) for e in page["events"]] == [
@@ -69,7 +57,7 @@ def test_a_policy_change_yields_one_event_per_affected_assessment(
 
 def test_the_cursor_pages_without_gaps_or_repeats_and_is_bound_to_its_tenant(api: Api) -> None:
     for i in range(5):
-        _complete(api, f"c{i}")
+        complete(api, f"c{i}")
     seen: list[str] = []
     cursor = None
     for _ in range(10):
@@ -136,7 +124,7 @@ def test_history_feed_and_audit_are_append_only_in_the_database(
 
     from service.errors import Unavailable
 
-    _complete(api, "h1")
+    complete(api, "h1")
     with db.write() as conn:
         policy_changes.save(conn, policy_engine, "default", set(), actor="ada", area="behaviour")
     for statement in (

@@ -15,24 +15,11 @@ from service.config import REPO_ROOT, load_config
 from service.db import Database
 from service.errors import InvalidRequest, NotFound
 from service.policies import ModelError, PolicyEngine, load_model
-from service.policies.store import current_version, tenant_cells
+from service.policies.store import tenant_cells
 from tests.cells import CELL_IDS, MATRIX
+from tests.conftest import policy_version
 
 MODEL = REPO_ROOT / "model.conf"
-
-
-@pytest.fixture
-def engine(sqlite_url: str) -> PolicyEngine:
-    return PolicyEngine.from_settings(
-        Database(sqlite_url), load_config() | {"POLICY_CACHE_TENANTS": 2}
-    )
-
-
-def _version(engine: PolicyEngine, tenant: str = "default") -> int:
-    with engine.db.read() as conn:
-        version = current_version(conn, tenant)
-    assert version is not None
-    return version
 
 
 def test_default_matrix_has_33_rows(engine: PolicyEngine) -> None:
@@ -46,7 +33,7 @@ def test_default_matrix_has_33_rows(engine: PolicyEngine) -> None:
 def test_every_default_cell(
     engine: PolicyEngine, role: str, area: str, phase: str, action: str, allowed: bool
 ) -> None:
-    decision = engine.decide("default", role, area, phase, action, version=_version(engine))
+    decision = engine.decide("default", role, area, phase, action, version=policy_version(engine))
     assert decision.allowed is allowed
     assert decision.rule == (("default", role, area, phase, action) if allowed else None)
     assert decision.policy_version == 1
@@ -55,7 +42,7 @@ def test_every_default_cell(
 
 def test_decisions_equal_casbin_enforce_on_every_cell(engine: PolicyEngine, tmp_path: Path) -> None:
     enforcer = casbin.Enforcer(str(MODEL), str(REPO_ROOT / "policy" / "policy.csv"))
-    version = _version(engine)
+    version = policy_version(engine)
     for role, area, phase, action, _ in MATRIX:
         ours = engine.decide("default", role, area, phase, action, version=version).allowed
         assert ours is enforcer.enforce("default", role, area, phase, action), (

@@ -9,26 +9,11 @@ import pytest
 from sqlalchemy import select
 
 from service import policy_changes
-from service.config import load_config
-from service.db import Database
 from service.errors import Conflict
 from service.models import PolicyChange
 from service.policies import PolicyEngine
-from service.policies.store import current_version, tenant_cells
-
-
-@pytest.fixture
-def engine(sqlite_url: str) -> PolicyEngine:
-    return PolicyEngine.from_settings(
-        Database(sqlite_url), load_config() | {"POLICY_CACHE_TENANTS": 2}
-    )
-
-
-def _version(engine: PolicyEngine, tenant: str = "default") -> int:
-    with engine.db.read() as conn:
-        version = current_version(conn, tenant)
-    assert version is not None
-    return version
+from service.policies.store import tenant_cells
+from tests.conftest import policy_version
 
 
 def _cells(engine: PolicyEngine, tenant: str = "default") -> set[tuple[str, str, str, str]]:
@@ -74,10 +59,10 @@ def test_replace_from_a_stale_version_changes_nothing(engine: PolicyEngine) -> N
     with pytest.raises(Conflict), engine.db.write() as conn:
         policy_changes.save(conn, engine, "default", set(), actor="b", expected_version=1)
     assert _cells(engine) == before - {("parent", "behaviour", "completed", "view")}
-    assert _version(engine) == 2
+    assert policy_version(engine) == 2
 
 
-def test_replace_without_changes_keeps_the_version(engine: PolicyEngine) -> None:
+def test_replace_without_changes_keeps_thepolicy_version(engine: PolicyEngine) -> None:
     with engine.db.write() as conn:
         result = policy_changes.save(conn, engine, "default", _cells(engine), actor="a")
     assert result.version == 1 and result.changes == ()
@@ -98,4 +83,4 @@ def test_a_failure_mid_write_leaves_the_previous_policy(engine: PolicyEngine) ->
     with pytest.raises(RuntimeError), engine.db.write() as conn:
         policy_changes.save(conn, engine, "default", set(), actor="a")
         raise RuntimeError("crash after the rows were replaced, before commit")
-    assert _cells(engine) == before and _version(engine) == 1
+    assert _cells(engine) == before and policy_version(engine) == 1

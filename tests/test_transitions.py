@@ -4,25 +4,13 @@ each id on its own, so one failure never blocks another."""
 
 from __future__ import annotations
 
-from tests.conftest import Api
+from tests.conftest import Api, complete
 
 REOPEN = {"role": "headteacher", "actor": "head", "reason": "marks entered for the wrong class"}
 
 
-def _complete(api: Api, assessment: str, area: str = "assessment") -> None:
-    api.post("/assessments", {"id": assessment, "area": area})
-    first = "course_teacher" if area == "assessment" else "mentor"
-    for role in (first, "headteacher"):
-        assert (
-            api.post(
-                f"/assessments/{assessment}/advance", {"role": role, "actor": role}
-            ).status_code
-            == 200
-        )
-
-
 def test_reopen_moves_back_one_phase_and_history_keeps_the_reason(api: Api) -> None:
-    _complete(api, "r1")
+    complete(api, "r1")
     assert api.post("/authorize", {"role": "parent", "action": "view", "assessment": "r1"}).json[
         "allowed"
     ]
@@ -42,7 +30,7 @@ def test_reopen_moves_back_one_phase_and_history_keeps_the_reason(api: Api) -> N
 
 
 def test_reopen_needs_a_reason(api: Api) -> None:
-    _complete(api, "r2")
+    complete(api, "r2")
     for body in (
         {"role": "headteacher", "actor": "h"},
         REOPEN | {"reason": " "},
@@ -54,7 +42,7 @@ def test_reopen_needs_a_reason(api: Api) -> None:
 
 
 def test_reopen_by_a_role_without_the_right_is_403(api: Api) -> None:
-    _complete(api, "r3")
+    complete(api, "r3")
     response = api.post("/assessments/r3/reopen", REOPEN | {"role": "course_teacher"})
     assert response.status_code == 403 and response.json["error"]["code"] == "not_allowed"
     assert (
