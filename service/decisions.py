@@ -18,7 +18,7 @@ from sqlalchemy import Connection
 
 from service import assessments, decision_log
 from service.assessments import Subject
-from service.errors import NotFound, ServiceError
+from service.errors import Forbidden, NotFound, ServiceError
 from service.keys import Key
 from service.policies import Decision, PolicyEngine, decide
 from service.policies.store import versions
@@ -52,13 +52,15 @@ Asked = Question | ServiceError
 def decide_all(
     conn: Connection, engine: PolicyEngine, key: Key, questions: Sequence[Asked]
 ) -> list[Answer | ServiceError]:
-    """Answer every question in order: each an answer or its own error, never both. Errors of
-    the store (5xx) are raised: then nothing is answered, and nothing is allowed."""
-    valid = [q for q in questions if isinstance(q, Question)]
+    """Answer every question in order: each an answer or its own error, never both. Nothing is
+    read for a tenant the key may not ask about. Errors of the store (5xx) are raised: then
+    nothing is answered, and nothing is allowed."""
+    asked = [_for_key(key, q) for q in questions]
+    valid = [q for q in asked if isinstance(q, Question)]
     found = assessments.subjects(conn, {(q.tenant, q.assessment) for q in valid if q.assessment})
     unplaced = {q.tenant for q in valid if (q.tenant, q.assessment) not in found}
     known = versions(conn, unplaced)  # by phase, or to tell an unknown tenant from an assessment
-    return [_answer(conn, engine, key, q, found, known) for q in questions]
+    return [_answer(conn, engine, key, q, found, known) for q in asked]
 
 
 def decide_one(conn: Connection, engine: PolicyEngine, key: Key, question: Question) -> Answer:
@@ -85,6 +87,16 @@ def permitted(
     return where, [a.decision.action for a in answers if a.decision.allowed]
 
 
+def _for_key(key: Key, question: Asked) -> Asked:
+    """The question, or Forbidden when the key is not valid for its tenant."""
+    if isinstance(question, Question):
+        try:
+            key.require_tenant(question.tenant)
+        except Forbidden as error:
+            return error
+    return question
+
+
 def _answer(
     conn: Connection,
     engine: PolicyEngine,
@@ -97,7 +109,6 @@ def _answer(
     try:
         if isinstance(question, ServiceError):
             raise question
-        key.require_tenant(question.tenant)
         where = _locate(question, found, known)
         area = engine.validate(
             role=question.role, action=question.action, area=where.area, phase=where.phase

@@ -110,11 +110,15 @@ def test_each_question_fails_alone_and_the_rest_are_answered(
     assert isinstance(answers[4], Answer) and answers[4].decision.allowed
 
 
-def test_a_key_of_another_tenant_gets_forbidden_per_question(
-    db: Database, policy_engine: PolicyEngine
+def test_a_key_of_another_tenant_gets_forbidden_and_nothing_of_that_tenant_is_read(
+    api: Api, db: Database, policy_engine: PolicyEngine
 ) -> None:
-    [answer] = _answers(db, policy_engine, NORTH_ONLY, [BY_PHASE])
-    assert isinstance(answer, Forbidden) and answer.field == "tenant"
+    _create(api, "k1")
+    about_default = Question("default", "parent", "view", assessment="k1")
+    with _statements(db) as seen:
+        answers = _answers(db, policy_engine, NORTH_ONLY, [BY_PHASE, about_default])
+    assert seen == []
+    assert all(isinstance(a, Forbidden) and a.field == "tenant" for a in answers)
 
 
 def test_permissions_are_one_question_per_action_of_the_definition(
