@@ -94,6 +94,7 @@ def _decision(answer: Answer) -> dict[str, Any]:
 
 
 def _error(error: ServiceError) -> shapes.ErrorObject:
+    """The error object a batch item or a bulk id carries."""
     return shapes.error_body(error.code, error.message, error.field)
 
 
