@@ -32,7 +32,7 @@ from service import (
 from service.cli import default_cells as _default_cells
 from service.config import REPO_ROOT, load_config
 from service.db import Database, store
-from service.decisions import Question, decide_one
+from service.decisions import Question, Stored, decide_one
 from service.errors import InvalidRequest
 from service.keys import Key
 from service.models import Assessment, PolicyVersion
@@ -169,7 +169,7 @@ class Local:
     def decide(self, q: Question) -> bool:
         """One full decision as POST /authorize makes it, minus HTTP and the key check."""
         with self.db.read() as conn:
-            return decide_one(conn, self.engine, ALL_TENANTS, q).decision.allowed
+            return decide_one(Stored(conn, self.engine), ALL_TENANTS, q).decision.allowed
 
     def decide_cold(self, q: Question) -> bool:
         """The same for a tenant that is not resident: forgotten first, so its rows are read."""

@@ -68,6 +68,11 @@ def _authenticate(conn: Connection) -> Key:
         raise
 
 
+def _facts(conn: Connection) -> decisions.Stored:
+    """What a decision reads, on the request's connection."""
+    return decisions.Stored(conn, policy_engine())
+
+
 def _question(place: shapes.Place, action: str) -> Question:
     """A validated body as the question decisions.py answers."""
     place = place.checked()
@@ -106,7 +111,7 @@ def authorize() -> Response:
     with allowed false."""
     with _keyed() as (conn, key):
         body: shapes.QuestionBody = shapes.body()
-        answer = decisions.decide_one(conn, policy_engine(), key, _question(body, body.action))
+        answer = decisions.decide_one(_facts(conn), key, _question(body, body.action))
     response = shapes.respond(shapes.Decision(**_decision(answer)))
     response.headers["X-Decision-Id"] = answer.decision_id
     return response
@@ -120,7 +125,7 @@ def authorize_batch() -> Response:
     with _keyed() as (conn, key):
         items = shapes.body().requests
         asked = [_batch_item(i, item) for i, item in enumerate(items)]
-        answers = decisions.decide_all(conn, policy_engine(), key, [q for _, q in asked])
+        answers = decisions.decide_all(_facts(conn), key, [q for _, q in asked])
     results: list[shapes.BatchDecision | shapes.BatchError] = [
         shapes.BatchError(item_id, _error(a))
         if isinstance(a, ServiceError)
@@ -153,7 +158,7 @@ def permissions() -> Response:
     with _keyed() as (conn, key):
         place: shapes.Place = shapes.body()
         question = _question(place, "")
-        where, actions = decisions.permitted(conn, policy_engine(), key, question)
+        where, actions = decisions.permitted(_facts(conn), key, question)
     return shapes.respond(
         shapes.Permissions(
             tenant=question.tenant,

@@ -2,9 +2,10 @@
 
 Pure, no Flask and no database. A cases file is CSV: `#` comment and blank lines anywhere, then
 the header `name,tenant,role,area,phase,action,expect`, then one case per line (expect is allow or
-deny). The default decision function is the service's own (service.policies.decide) over each
-tenant's policy built from the rows: membership of the request in them, which is what casbin
-decides with model.conf's exact-equality matcher (tests/test_casetests.py proves it).
+deny). Cases are decided by the service's own decision path (decisions.decide_all, over the facts
+of the policy files: each tenant's rows as its policy), so a request is allowed exactly when it is
+one of the rows, which is what casbin decides with model.conf's exact-equality matcher
+(tests/test_casetests.py proves it).
 """
 
 from __future__ import annotations
@@ -12,13 +13,17 @@ from __future__ import annotations
 import csv
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from service.assessments import Subject
 from service.checker.problems import Problem
 from service.checker.sources import is_blank_or_comment, numbered_lines, read_source
-from service.policies import TenantPolicy, decide
+from service.decisions import Question, decide_all
+from service.errors import ServiceError
+from service.keys import Key
+from service.policies import Decision, TenantPolicy
 from service.policies.model import FIELDS
 from service.workflows import Cell, Row, Workflow, is_identifier
 
@@ -221,23 +226,50 @@ def duplicate_name_problems(cases: Sequence[Case]) -> list[Problem]:
 # -- running ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Files:
+    """The facts of policy files, for `decisions.decide_all`: each tenant's rows as its policy at
+    version 0 (files carry none); every tenant a case names exists (one without rows allows
+    nothing); cases name no assessments."""
+
+    workflow: Workflow
+    policies: Mapping[str, TenantPolicy]
+
+    def subjects(self, wanted: set[tuple[str, str]]) -> Mapping[tuple[str, str], Subject]:
+        return {}
+
+    def versions(self, tenants: set[str]) -> Mapping[str, int]:
+        return {tenant: 0 for tenant in tenants}
+
+    def policy(self, tenant: str, version: int) -> TenantPolicy:
+        return self.policies.get(tenant) or TenantPolicy(tenant, 0, frozenset())
+
+
+CASES_KEY = Key(0, "workflow-authz test", None)
+"""The cases ask for any tenant their files hold."""
+
+
 def decision_from_rows(rows: Iterable[Row], workflow: Workflow) -> Decide:
-    """Decide as the service does: each tenant's rows as its policy, answered by the one decision
-    function. A request naming an area the definition lacks matches no row (the API refuses it
-    before deciding; cases are checked against the definition before they run)."""
-    policies = _policies(rows)
+    """Decide as the service does: through `decisions.decide_all`, over the files' facts. A
+    request the definition cannot place (an unknown area, say) is refused there, so it matches
+    no row (cases are checked against the definition before they run)."""
+    facts = _Files(workflow, _policies(rows))
 
     def decide_case(
         tenant: str, role: str, area: str, phase: str, action: str
     ) -> tuple[bool, list[str] | None]:
-        area_def = workflow.area_by_id.get(area)
-        if area_def is None:
+        question = Question(tenant, role, action, area=area, phase=phase)
+        (answer,) = decide_all(facts, CASES_KEY, [question], record=_unrecorded)
+        if isinstance(answer, ServiceError) or answer.decision.rule is None:
             return False, None
-        policy = policies.get(tenant) or TenantPolicy(tenant, 0, frozenset())
-        decision = decide(policy, area_def, (role, area, phase, action))
-        return decision.allowed, list(decision.rule) if decision.rule else None
+        return answer.decision.allowed, list(answer.decision.rule)
 
     return decide_case
+
+
+def _unrecorded(decision: Decision, assessment: str | None, key: Key) -> str:
+    """Cases are not the service's decisions: nothing goes to the decision log."""
+    return ""
 
 
 def _policies(rows: Iterable[Row]) -> dict[str, TenantPolicy]:

@@ -1,18 +1,21 @@
 """How a request is decided: every question -- one from POST /authorize, a thousand from a batch,
-the actions of POST /permissions -- goes through `decide_all`.
+the actions of POST /permissions, the cases of `workflow-authz test` -- goes through `decide_all`.
 
 A question names either an assessment (its current phase is read from the state table) or an
-area and phase. `decide_all` reads what the questions need in one query per kind (the assessments
-with their tenants' policy versions; the versions of the tenants asked about by phase), decides
-each question with the seam's pure `decide`, and writes each decision to the decision log under a
-new id. A question that cannot be answered (unknown tenant or assessment, a key not valid for the
-tenant, an unknown identifier) gets its own error; only a store failure fails them all.
+area and phase. `decide_all` reads what the questions need from its Facts in one call per kind
+(where the assessments are, with their tenants' policy versions; the versions of the tenants asked
+about by phase; each tenant's policy), decides each question with the seam's pure `decide`, and
+records each decision under a new id (the decision log, for the API). A question that cannot be
+answered (a key not valid for the tenant, an unknown tenant, assessment or identifier) gets its
+own error; only a store failure fails them all. The store's facts are `Stored`; the CLI's `test`
+brings the facts of policy files (casetests.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from sqlalchemy import Connection
 
@@ -20,8 +23,9 @@ from service import assessments, decision_log
 from service.assessments import Subject
 from service.errors import Forbidden, NotFound, ServiceError
 from service.keys import Key
-from service.policies import Decision, PolicyEngine, decide
+from service.policies import Decision, PolicyEngine, TenantPolicy, decide, validate
 from service.policies.store import versions
+from service.workflows import Workflow
 
 
 @dataclass(frozen=True)
@@ -47,38 +51,78 @@ class Answer:
 
 Asked = Question | ServiceError
 """A question, or the error that refused it before it could be asked (an invalid batch item)."""
+Record = Callable[[Decision, str | None, Key], str]
+"""Where a decision is recorded, returning its id: the decision log by default."""
+
+
+class Facts(Protocol):
+    """What deciding reads: the definition, where assessments are, the tenants' policies."""
+
+    @property
+    def workflow(self) -> Workflow: ...
+
+    def subjects(self, wanted: set[tuple[str, str]]) -> Mapping[tuple[str, str], Subject]:
+        """Area, phase and policy version of each (tenant, assessment id) that exists."""
+        ...
+
+    def versions(self, tenants: set[str]) -> Mapping[str, int]:
+        """The policy version of each tenant that exists."""
+        ...
+
+    def policy(self, tenant: str, version: int) -> TenantPolicy:
+        """The tenant's policy at that version."""
+        ...
+
+
+@dataclass(frozen=True)
+class Stored:
+    """The store's facts, read on one connection, with the process's cache of tenant policies."""
+
+    conn: Connection
+    engine: PolicyEngine
+
+    @property
+    def workflow(self) -> Workflow:
+        return self.engine.workflow
+
+    def subjects(self, wanted: set[tuple[str, str]]) -> Mapping[tuple[str, str], Subject]:
+        return assessments.subjects(self.conn, wanted)
+
+    def versions(self, tenants: set[str]) -> Mapping[str, int]:
+        return versions(self.conn, tenants)
+
+    def policy(self, tenant: str, version: int) -> TenantPolicy:
+        return self.engine.policy(tenant, version, self.conn)
 
 
 def decide_all(
-    conn: Connection, engine: PolicyEngine, key: Key, questions: Sequence[Asked]
+    facts: Facts, key: Key, questions: Sequence[Asked], record: Record = decision_log.record
 ) -> list[Answer | ServiceError]:
     """Answer every question in order: each an answer or its own error, never both. Nothing is
     read for a tenant the key may not ask about. Errors of the store (5xx) are raised: then
     nothing is answered, and nothing is allowed."""
     asked = [_for_key(key, q) for q in questions]
     valid = [q for q in asked if isinstance(q, Question)]
-    found = assessments.subjects(conn, {(q.tenant, q.assessment) for q in valid if q.assessment})
+    found = facts.subjects({(q.tenant, q.assessment) for q in valid if q.assessment})
     unplaced = {q.tenant for q in valid if (q.tenant, q.assessment) not in found}
-    known = versions(conn, unplaced)  # by phase, or to tell an unknown tenant from an assessment
-    return [_answer(conn, engine, key, q, found, known) for q in asked]
+    known = facts.versions(unplaced)  # by phase, or to tell an unknown tenant from an assessment
+    return [_answer(facts, key, q, found, known, record) for q in asked]
 
 
-def decide_one(conn: Connection, engine: PolicyEngine, key: Key, question: Question) -> Answer:
+def decide_one(facts: Facts, key: Key, question: Question) -> Answer:
     """A single question is a batch of one; its error is raised."""
-    (result,) = decide_all(conn, engine, key, [question])
+    (result,) = decide_all(facts, key, [question])
     if isinstance(result, ServiceError):
         raise result
     return result
 
 
-def permitted(
-    conn: Connection, engine: PolicyEngine, key: Key, question: Question
-) -> tuple[Subject, list[str]]:
+def permitted(facts: Facts, key: Key, question: Question) -> tuple[Subject, list[str]]:
     """Where the question is about, and every action the role may take there (the buttons to
     show): one question per action of the definition, through the same path as any other."""
-    asked = [replace(question, action=action) for action in engine.workflow.actions]
+    asked = [replace(question, action=action) for action in facts.workflow.actions]
     answers: list[Answer] = []
-    for result in decide_all(conn, engine, key, asked):
+    for result in decide_all(facts, key, asked):
         if isinstance(result, ServiceError):  # all are about one place: they fail alike
             raise result
         answers.append(result)
@@ -98,29 +142,26 @@ def _for_key(key: Key, question: Asked) -> Asked:
 
 
 def _answer(
-    conn: Connection,
-    engine: PolicyEngine,
+    facts: Facts,
     key: Key,
     question: Asked,
     found: Mapping[tuple[str, str], Subject],
     known: Mapping[str, int],
+    record: Record,
 ) -> Answer | ServiceError:
-    """One question's answer, logged; or the error that keeps it from being answered."""
+    """One question's answer, recorded; or the error that keeps it from being answered."""
     try:
         if isinstance(question, ServiceError):
             raise question
         where = _locate(question, found, known)
-        area = engine.validate(
-            role=question.role, action=question.action, area=where.area, phase=where.phase
-        )
-        policy = engine.policy(question.tenant, where.policy_version, conn)
-        decision = decide(policy, area, (question.role, where.area, where.phase, question.action))
+        cell = (question.role, where.area, where.phase, question.action)
+        area = validate(facts.workflow, role=cell[0], action=cell[3], area=cell[1], phase=cell[2])
+        decision = decide(facts.policy(question.tenant, where.policy_version), area, cell)
     except ServiceError as error:
         if error.status >= 500:
             raise
         return error
-    decision_id = decision_log.record(decision, question.assessment, key)
-    return Answer(decision_id, decision, question.assessment)
+    return Answer(record(decision, question.assessment, key), decision, question.assessment)
 
 
 def _locate(

@@ -15,7 +15,7 @@ from sqlalchemy import event
 
 from service import decisions
 from service.db import Database
-from service.decisions import Answer, Question
+from service.decisions import Answer, Question, Stored
 from service.errors import Forbidden, InvalidRequest, NotFound, ServiceError, Unavailable
 from service.keys import Key
 from service.policies import PolicyEngine
@@ -54,7 +54,7 @@ def _answers(
     db: Database, engine: PolicyEngine, key: Key, questions: list[decisions.Asked]
 ) -> list[Answer | ServiceError]:
     with db.read() as conn:
-        return decisions.decide_all(conn, engine, key, questions)
+        return decisions.decide_all(Stored(conn, engine), key, questions)
 
 
 def test_a_single_question_is_answered_as_a_batch_of_one(
@@ -63,7 +63,7 @@ def test_a_single_question_is_answered_as_a_batch_of_one(
     _create(api, "b1")
     about = Question("default", "mentor", "advance", assessment="b1")
     with db.read() as conn:
-        one = decisions.decide_one(conn, policy_engine, ALL, about)
+        one = decisions.decide_one(Stored(conn, policy_engine), ALL, about)
     [batch] = _answers(db, policy_engine, ALL, [about])
     assert isinstance(batch, Answer)
     assert (one.decision, one.assessment) == (batch.decision, batch.assessment)
@@ -128,12 +128,12 @@ def test_permissions_are_one_question_per_action_of_the_definition(
     _create(api, "p1")
     asked = Question("default", "mentor", "", assessment="p1")
     with db.read() as conn:
-        where, actions = decisions.permitted(conn, policy_engine, ALL, asked)
+        where, actions = decisions.permitted(Stored(conn, policy_engine), ALL, asked)
     expected = []
     for action in policy_engine.workflow.actions:
         with db.read() as conn:
             if decisions.decide_one(
-                conn, policy_engine, ALL, replace(asked, action=action)
+                Stored(conn, policy_engine), ALL, replace(asked, action=action)
             ).decision.allowed:
                 expected.append(action)
     assert (where.area, where.phase, actions) == ("behaviour", "group_registration", expected)

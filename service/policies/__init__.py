@@ -17,6 +17,7 @@ from service.policies.engine import (
     TenantPolicy,
     decide,
     load_tenant,
+    validate,
 )
 from service.policies.model import ModelError, load_model
 
@@ -30,6 +31,7 @@ __all__ = [
     "load_model",
     "load_tenant",
     "policy_engine",
+    "validate",
 ]
 
 _EXTENSION = "workflow_authz.policies"

@@ -96,16 +96,7 @@ class PolicyEngine:
 
     def validate(self, *, role: str, action: str, area: str, phase: str) -> Area:
         """Refuse unknown identifiers with a 400 naming the field; returns the area."""
-        if role not in self.workflow.role_ids:
-            raise InvalidRequest(f"unknown role {role!r}", field="role")
-        if action not in self.workflow.actions:
-            raise InvalidRequest(f"unknown action {action!r}", field="action")
-        area_def = self.workflow.area_by_id.get(area)
-        if area_def is None:
-            raise InvalidRequest(f"unknown area {area!r}", field="area")
-        if area_def.phase(phase) is None:
-            raise InvalidRequest(f"unknown phase {phase!r} of area {area!r}", field="phase")
-        return area_def
+        return validate(self.workflow, role=role, action=action, area=area, phase=phase)
 
     def policy(self, tenant: str, version: int, conn: Connection | None = None) -> TenantPolicy:
         """The tenant's compiled policy, reloaded when the store's version differs from ours.
@@ -141,6 +132,20 @@ class PolicyEngine:
             self._cache.pop(tenant, None)
 
     # -- writes ------------------------------------------------------------------------------
+
+
+def validate(workflow: Workflow, *, role: str, action: str, area: str, phase: str) -> Area:
+    """Refuse identifiers the definition does not know with a 400 naming the field; the area."""
+    if role not in workflow.role_ids:
+        raise InvalidRequest(f"unknown role {role!r}", field="role")
+    if action not in workflow.actions:
+        raise InvalidRequest(f"unknown action {action!r}", field="action")
+    area_def = workflow.area_by_id.get(area)
+    if area_def is None:
+        raise InvalidRequest(f"unknown area {area!r}", field="area")
+    if area_def.phase(phase) is None:
+        raise InvalidRequest(f"unknown phase {phase!r} of area {area!r}", field="phase")
+    return area_def
 
 
 def decide(policy: TenantPolicy, area: Area, cell: Cell) -> Decision:
