@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import Any, TypeVar
 
 from bench import wrk
@@ -15,6 +15,7 @@ from bench.store import BACKENDS, postgres_available
 Progress = Callable[[str], None]
 Opts = TypeVar("Opts")
 Results = TypeVar("Results")
+Number = TypeVar("Number", int, float)
 
 
 def main(
@@ -88,6 +89,26 @@ def require_wrk(parser: argparse.ArgumentParser) -> None:
 def given(options: Opts, values: Mapping[str, Any]) -> Opts:
     """`options` with every value that was given on the command line (not None)."""
     return replace(options, **{k: v for k, v in values.items() if v is not None})  # type: ignore[type-var]
+
+
+def options(defaults: Opts, quick: Mapping[str, Any], args: argparse.Namespace) -> Opts:
+    """`defaults`, then `quick` under --quick, then each command-line value (not None) whose
+    argument is named like a field of the options."""
+    names = {f.name for f in fields(defaults)}  # type: ignore[arg-type]
+    chosen = given(defaults, quick if args.quick else {})
+    return given(chosen, {k: v for k, v in vars(args).items() if k in names})
+
+
+def positive(kind: Callable[[str], Number]) -> Callable[[str], Number]:
+    """An argparse type: the argument read as `kind`, which must be above zero."""
+
+    def positive(text: str) -> Number:
+        value = kind(text)
+        if not value > 0:
+            raise ValueError(text)
+        return value
+
+    return positive
 
 
 def progress() -> Progress:

@@ -17,18 +17,24 @@ from __future__ import annotations
 import json
 import random
 import sys
-import tempfile
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from bench import cli, internals, table, wrk
 from bench.cli import Progress
 from bench.floor import PATH as CONSTANT_PATH
-from bench.server import Server, api_headers, create_api_key, serving, wrong_answers
-from bench.store import BACKENDS, Body, Content, Store, temporary_store
+from bench.server import (
+    Server,
+    api_headers,
+    batch_body,
+    create_api_key,
+    serving,
+    wrong_answers,
+    wrong_batch_answers,
+)
+from bench.store import BACKENDS, Asked, Content, temporary_store
 from bench.wrk import Load, WrkResult
 
 TARGET_FLOOR_RATIO = 0.6
@@ -39,8 +45,6 @@ COLUMNS = table.columns(
     f"| p50 ms | p99 ms | errors | vs constant (≥{TARGET_FLOOR_RATIO:g}) "
     f"| batch/single (≥{TARGET_BATCH_RATIO:g}) |"
 )
-Question = tuple[Body, bool]
-"""A POST /authorize body and the answer the generated policy gives it."""
 
 
 @dataclass(frozen=True)
@@ -84,45 +88,38 @@ QUICK: dict[str, Any] = {
 
 
 @dataclass(frozen=True)
-class Row:
-    """One table row: an endpoint on a backend, and what wrk measured."""
-
-    endpoint: str
-    backend: str
-    decisions_per_request: int
-    wrk: WrkResult
-    wrong_answers: int = 0
-
-    @property
-    def decisions_per_second(self) -> float:
-        """Decisions per second: requests per second times the questions in each."""
-        return self.wrk.per_second * self.decisions_per_request
-
-
-@dataclass(frozen=True)
 class Endpoint:
-    """One row's target: a running server, the wrk script that loads it, what it decides."""
+    """One row's target: a running server, the load wrk puts on it, what each request decides,
+    and how many of its answers checked before timing were wrong."""
 
     name: str
     backend: str
     server: Server
-    script: Path
-    decisions_per_request: int
-    wrong_answers: int
+    load: Load
+    decisions_per_request: int = 1
+    wrong_answers: int = 0
 
 
 @dataclass(frozen=True)
-class Mix:
-    """Generated questions with the answers the generated policy gives them."""
+class Row:
+    """One table row: an endpoint, and what wrk measured."""
 
-    singles: list[Question]
-    batches: list[list[Question]]
+    endpoint: Endpoint
+    wrk: WrkResult
+
+    @property
+    def decisions_per_second(self) -> float:
+        """Decisions per second: requests per second times the questions in each."""
+        return self.wrk.per_second * self.endpoint.decisions_per_request
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run every row, print the table; 1 if any checked answer was wrong or any request failed."""
     return cli.main(
-        parse_args(argv), run, render, lambda rs: any(r.wrong_answers or r.wrk.errors for r in rs)
+        parse_args(argv),
+        run,
+        render,
+        lambda rs: any(r.endpoint.wrong_answers or r.wrk.errors for r in rs),
     )
 
 
@@ -130,21 +127,15 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     """Options from the command line; PostgreSQL is dropped from `both` when unreachable."""
     parser = cli.parser("bench.http", __doc__)
     cli.add_backend(parser)
-    parser.add_argument("--workers", type=int, help="gunicorn sync workers (default 4)")
-    parser.add_argument("--connections", type=int, help="wrk connections (default 8)")
-    parser.add_argument("--duration", type=float, help="seconds per timed wrk run (default 5)")
-    parser.add_argument("--rounds", type=int, help="timed runs per row, interleaved (default 3)")
-    parser.add_argument("--tenants", type=int, help="tenants in the store (default 1000)")
+    count, seconds = cli.positive(int), cli.positive(float)
+    parser.add_argument("--workers", type=count, help="gunicorn sync workers (default 4)")
+    parser.add_argument("--connections", type=count, help="wrk connections (default 8)")
+    parser.add_argument("--duration", type=seconds, help="seconds per timed wrk run (default 5)")
+    parser.add_argument("--rounds", type=count, help="timed runs per row, interleaved (default 3)")
+    parser.add_argument("--tenants", type=count, help="tenants in the store (default 1000)")
     args = parser.parse_args(argv)
     cli.require_wrk(parser)
-    options = Options(cli.backends(parser, args.backend))
-    options = cli.given(options, QUICK if args.quick else {})
-    names = ("workers", "connections", "duration", "rounds", "tenants")
-    options = cli.given(options, {name: getattr(args, name) for name in names})
-    if min(options.workers, options.connections, options.rounds, options.duration) <= 0:
-        parser.error("--workers, --connections, --rounds and --duration must be positive")
-    if options.tenants < 1:
-        parser.error("--tenants must be positive")
+    options = cli.options(Options(cli.backends(parser, args.backend)), QUICK, args)
     return replace(options, working_set=min(options.working_set, options.tenants))
 
 
@@ -153,9 +144,8 @@ def run(options: Options, progress: Progress = lambda _: None) -> list[Row]:
     # Every server stays up for the whole run and only one is loaded at a time, so a burst of
     # load from elsewhere on this machine lands on every row alike instead of skewing one ratio.
     content = Content(internals.workflow(), options.tenants, options.assessments_per_tenant)
-    mix = make_mix(content, options)
+    singles, batches = make_mix(content, options)
     with ExitStack() as stack:
-        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="wa_wrk_")))
         endpoints: list[Endpoint] = []
         for backend in options.backends:
             progress(f"{backend}: populating {options.tenants} tenants, starting the servers")
@@ -164,95 +154,53 @@ def run(options: Options, progress: Progress = lambda _: None) -> list[Row]:
                 floor = stack.enter_context(
                     serving(store.url, workers=options.workers, command=FLOOR_COMMAND)
                 )
-                endpoints.append(floor_endpoint(floor, folder))
+                reply = floor.request("GET", CONSTANT_PATH)  # its answer is checked once
+                wrong = int(reply.status != 200 or reply.json().get("allowed") is not True)
+                load = Load("GET", CONSTANT_PATH, {})
+                endpoints.append(Endpoint("constant", "—", floor, load, wrong_answers=wrong))
             server = stack.enter_context(serving(store.url, workers=options.workers))
-            endpoints += backend_endpoints(server, store, mix, options, folder)
+            key = create_api_key(store.url)
+            wrong = wrong_answers(server, key, singles[: options.checked])
+            wrong_batch = sum(wrong_batch_answers(server, key, items) for items in batches[:3])
+            bodies = tuple(json.dumps(body) for body, _ in singles)
+            single = Load("POST", "/authorize", api_headers(key), bodies)
+            bodies = tuple(json.dumps(batch_body(items)) for items in batches)
+            batch = Load("POST", "/authorize/batch", api_headers(key), bodies)
+            size = options.batch_size
+            endpoints.append(Endpoint("authorize", backend, server, single, 1, wrong))
+            endpoints.append(Endpoint(f"batch ×{size}", backend, server, batch, size, wrong_batch))
         return measure(endpoints, options, progress)
 
 
-def make_mix(content: Content, options: Options) -> Mix:
+def make_mix(content: Content, options: Options) -> tuple[list[Asked], list[list[Asked]]]:
     """Single questions over a working set of tenants; batches each about one of those tenants."""
     rng = random.Random(f"{options.seed}:{content.tenants}")
-    working = rng.sample(range(content.tenants), options.working_set)
-    singles = [content.question(rng, rng.choice(working)) for _ in range(options.bodies)]
+    working = content.working(rng, options.working_set)
+    singles = content.questions(rng, working, options.bodies)
     batches = []
     for _ in range(options.batches):
         index = rng.choice(working)
         batches.append([content.question(rng, index) for _ in range(options.batch_size)])
-    return Mix(singles, batches)
-
-
-def batch_body(items: Sequence[Question]) -> dict[str, Any]:
-    """A POST /authorize/batch body: each question with an id."""
-    return {"requests": [{"id": f"q{i}", **body} for i, (body, _) in enumerate(items)]}
-
-
-# -- measuring -----------------------------------------------------------------------------------
-
-
-def floor_endpoint(server: Server, folder: Path) -> Endpoint:
-    """GET /bench/constant on the floor server, whose answer is checked once."""
-    reply = server.request("GET", CONSTANT_PATH)
-    wrong = 0 if reply.status == 200 and reply.json().get("allowed") is True else 1
-    script = wrk.write_script(folder / "constant.lua", Load("GET", CONSTANT_PATH, {}))
-    return Endpoint("constant", "—", server, script, 1, wrong)
-
-
-def backend_endpoints(
-    server: Server, store: Store, mix: Mix, options: Options, folder: Path
-) -> list[Endpoint]:
-    """POST /authorize and /authorize/batch on the store's server, a sample of answers checked."""
-    key = create_api_key(store.url)
-    headers, backend = api_headers(key), store.backend
-    wrong = wrong_answers(server, key, mix.singles[: options.checked])
-    wrong_batch = sum(check_batch(server, key, items) for items in mix.batches[:3])
-    singles = tuple(json.dumps(body) for body, _ in mix.singles)
-    batches = tuple(json.dumps(batch_body(items)) for items in mix.batches)
-    single = wrk.write_script(
-        folder / f"authorize-{backend}.lua", Load("POST", "/authorize", headers, singles)
-    )
-    batch = wrk.write_script(
-        folder / f"batch-{backend}.lua", Load("POST", "/authorize/batch", headers, batches)
-    )
-    return [
-        Endpoint("authorize", backend, server, single, 1, wrong),
-        Endpoint(
-            f"batch ×{options.batch_size}", backend, server, batch, options.batch_size, wrong_batch
-        ),
-    ]
+    return singles, batches
 
 
 def measure(endpoints: Sequence[Endpoint], options: Options, progress: Progress) -> list[Row]:
     """A warm-up run of each endpoint, then `rounds` rounds with one timed run of each."""
+
+    def load(e: Endpoint, seconds: float) -> WrkResult:
+        output = wrk.run(e.server.url, e.load, connections=options.connections, seconds=seconds)
+        return wrk.parse_wrk(output)
+
     if options.warmup > 0:
         progress("warm-up: every endpoint")
         for e in endpoints:
-            load(e, options.warmup, options)
+            load(e, options.warmup)
     timed: list[list[WrkResult]] = [[] for _ in endpoints]
     for number in range(options.rounds):
         progress(f"round {number + 1} of {options.rounds}: every endpoint")
         for e, runs in zip(endpoints, timed, strict=True):
-            runs.append(load(e, options.duration, options))
-    return [
-        Row(e.name, e.backend, e.decisions_per_request, wrk.median_result(runs), e.wrong_answers)
-        for e, runs in zip(endpoints, timed, strict=True)
-    ]
-
-
-def load(endpoint: Endpoint, seconds: float, options: Options) -> WrkResult:
-    """One wrk run of `seconds` against the endpoint."""
-    url, script = endpoint.server.url, endpoint.script
-    output = wrk.run(url, script, connections=options.connections, seconds=seconds)
-    return wrk.parse_wrk(output)
-
-
-def check_batch(server: Server, key: str, items: Sequence[Question]) -> int:
-    """How many answers of one batch differ from the generated policy's (all, if it failed)."""
-    reply = server.post_json("/authorize/batch", batch_body(items), key)
-    if reply.status != 200:
-        return len(items)
-    answers = [r.get("allowed") for r in reply.json()["results"]]
-    return sum(got is not expected for got, (_, expected) in zip(answers, items, strict=True))
+            runs.append(load(e, options.duration))
+    return [Row(e, wrk.median_result(runs)) for e, runs in zip(endpoints, timed, strict=True)]
 
 
 # -- the table -----------------------------------------------------------------------------------
@@ -264,18 +212,22 @@ def render(rows: Sequence[Row], options: Options) -> str:
 
 
 def _cells(row: Row, rows: Sequence[Row], options: Options) -> list[str]:
-    floor = next((r for r in rows if r.endpoint == "constant"), None)
-    single = next((r for r in rows if r.endpoint == "authorize" and r.backend == row.backend), None)
+    e = row.endpoint
+    floor = next((r for r in rows if r.endpoint.name == "constant"), None)
+    single = next(
+        (r for r in rows if r.endpoint.name == "authorize" and r.endpoint.backend == e.backend),
+        None,
+    )
     vs_floor = vs_single = "—"
-    if row.endpoint == "authorize" and floor is not None:
+    if e.name == "authorize" and floor is not None:
         vs_floor = table.at_least(row.wrk.per_second / floor.wrk.per_second, TARGET_FLOOR_RATIO)
-    if row.endpoint.startswith("batch") and single is not None:
+    if e.name.startswith("batch") and single is not None:
         ratio = row.decisions_per_second / single.decisions_per_second
         vs_single = table.at_least(ratio, TARGET_BATCH_RATIO)
-    errors = f"{row.wrk.errors}" + (f", {row.wrong_answers} wrong" if row.wrong_answers else "")
+    errors = f"{row.wrk.errors}" + (f", {e.wrong_answers} wrong" if e.wrong_answers else "")
     return [
-        row.endpoint,
-        row.backend,
+        e.name,
+        e.backend,
         str(options.workers),
         str(options.connections),
         f"{row.wrk.requests:,}",

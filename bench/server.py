@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -33,6 +34,8 @@ READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 POLL_INTERVAL = 0.01
 REQUEST_TIMEOUT = 30.0
+LOG_ERRORS = ("Traceback (most recent call last)", "[ERROR]", "[CRITICAL]")
+"""Server output lines that mean something went wrong (gunicorn's levels, Python tracebacks)."""
 
 
 class ServerError(RuntimeError):
@@ -103,6 +106,20 @@ class Server:
         """The pids of the gunicorn workers: the server process's children."""
         return children(self.process.pid)
 
+    def worker(self) -> int:
+        """The pid of the server's one gunicorn worker; ServerError if it has more or none."""
+        workers = self.workers()
+        if len(workers) != 1:
+            raise ServerError(f"expected one worker, found {workers}")
+        return workers[0]
+
+    def log_errors(self) -> int:
+        """Lines of the output that hold a traceback or a gunicorn error or critical line."""
+        # Opened anew through /proc: reading our own file object would move the offset the
+        # still-running server writes at.
+        with open(f"/proc/self/fd/{self.output.fileno()}", "rb") as log:
+            return sum(any(m in raw.decode("utf-8", "replace") for m in LOG_ERRORS) for raw in log)
+
 
 def wrong_answers(server: Server, key: str, items: Sequence[tuple[Any, bool]]) -> int:
     """How many POST /authorize bodies get another answer than the one expected."""
@@ -111,6 +128,63 @@ def wrong_answers(server: Server, key: str, items: Sequence[tuple[Any, bool]]) -
         reply = server.post_json("/authorize", body, key)
         wrong += reply.status != 200 or reply.json().get("allowed") is not expected
     return wrong
+
+
+def batch_body(items: Sequence[tuple[Any, bool]]) -> dict[str, Any]:
+    """A POST /authorize/batch body: each question (without its expected answer) with an id."""
+    return {"requests": [{"id": f"q{i}", **body} for i, (body, _) in enumerate(items)]}
+
+
+def wrong_batch_answers(server: Server, key: str, items: Sequence[tuple[Any, bool]]) -> int:
+    """How many answers of one POST /authorize/batch differ from the expected ones; ServerError
+    if the batch itself is not answered."""
+    reply = server.post_json("/authorize/batch", batch_body(items), key)
+    if reply.status != 200:
+        raise ServerError(f"POST /authorize/batch: {reply.status} {reply.body[:300]!r}")
+    answers = [r.get("allowed") for r in reply.json()["results"]]
+    return sum(got is not expected for got, (_, expected) in zip(answers, items, strict=True))
+
+
+@dataclass(frozen=True)
+class Sample:
+    """The workers' resident memory at one moment, `at` seconds after sampling started."""
+
+    at: float
+    rss: dict[int, float]
+    """MiB by worker pid."""
+
+    @property
+    def total(self) -> float:
+        """The workers' summed RSS in MiB."""
+        return sum(self.rss.values())
+
+    @property
+    def largest(self) -> float:
+        """The largest worker's RSS in MiB."""
+        return max(self.rss.values(), default=0.0)
+
+
+class RssSampler:
+    """Every worker's resident memory, sampled in a thread of its own (beside a load)."""
+
+    def __init__(self, server: Server, every: float) -> None:
+        self.server = server
+        self.every = every
+        self.samples: list[Sample] = []
+
+    def run(self, stop: threading.Event) -> None:
+        """Append a sample every `every` seconds until `stop` is set."""
+        started = time.monotonic()
+        while True:
+            rss = {}
+            for pid in self.server.workers():
+                try:
+                    rss[pid] = rss_mib(pid)
+                except (OSError, ServerError):
+                    pass  # the process ended between listing and reading: a restart, seen later
+            self.samples.append(Sample(time.monotonic() - started, rss))
+            if stop.wait(self.every):
+                return
 
 
 def api_headers(key: str) -> dict[str, str]:

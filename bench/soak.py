@@ -25,34 +25,34 @@ import json
 import random
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from pathlib import Path
+from functools import partial
+from itertools import pairwise
 from typing import Any
 
 from bench import cli, internals, table, wrk
 from bench.admin_form import TENANT, AdminFormWriter, Target, ask, prepare_target
 from bench.cli import Progress
-from bench.internals import Area, Cell, Phase, Workflow
+from bench.internals import Area, Cell, Phase
 from bench.server import (
     Reply,
+    RssSampler,
+    Sample,
     Server,
-    ServerError,
     api_headers,
     create_admin,
     create_api_key,
     poll,
-    rss_mib,
     serving,
     wrong_answers,
 )
-from bench.store import Content, temporary_store
+from bench.store import Asked, Content, temporary_store
 from bench.wrk import Load, WrkFigures
 
 TARGET_ERRORS = 0
@@ -61,8 +61,7 @@ TARGET_SHARE = 20
 """One wrk body in TARGET_SHARE asks about the tenant whose policy is being saved."""
 ACTOR = "soak"
 REASON = "soak: reopened to check the workflow under load"
-LOG_ERRORS = ("Traceback (most recent call last)", "[ERROR]", "[CRITICAL]")
-"""Server output lines that mean something went wrong (gunicorn's levels, Python tracebacks)."""
+ADVANCE, REOPEN = "advance", "reopen"
 EXAMPLES = 10
 """How many failure messages are kept and printed (the counts hold them all)."""
 COLUMNS = table.columns(
@@ -146,25 +145,6 @@ class Tally:
 
 
 @dataclass(frozen=True)
-class Sample:
-    """The workers' resident memory at one moment, `at` seconds after the load started."""
-
-    at: float
-    rss: dict[int, float]
-    """MiB by worker pid."""
-
-    @property
-    def total(self) -> float:
-        """The workers' summed RSS in MiB."""
-        return sum(self.rss.values())
-
-    @property
-    def largest(self) -> float:
-        """The largest worker's RSS in MiB."""
-        return max(self.rss.values(), default=0.0)
-
-
-@dataclass(frozen=True)
 class Memory:
     """RSS just after the warm-up and at the end, as medians over a window of samples."""
 
@@ -197,7 +177,7 @@ class Result:
     @property
     def failed(self) -> int:
         """State changes with another outcome than the expected one."""
-        return sum(self.tally.failures.values())
+        return self.tally.failures.total()
 
     @property
     def errors(self) -> int:
@@ -222,7 +202,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     cli.add_backend(parser, both=False)
     args = parser.parse_args(argv)
     cli.require_wrk(parser)
-    options = cli.given(Options(cli.backends(parser, args.backend)[0]), QUICK if args.quick else {})
+    options = cli.options(Options(cli.backends(parser, args.backend)[0]), QUICK, args)
     if args.minutes is not None:
         if not 0 < args.minutes <= 24 * 60:
             parser.error("--minutes must be positive and at most a day")
@@ -231,14 +211,14 @@ def parse_args(argv: Sequence[str] | None) -> Options:
 
 
 def run(options: Options, progress: Progress = lambda _: None) -> Result:
-    """Populate a store, start the server, soak it, check it; everything removed on exit."""
+    """Populate a store, start the server, soak it (wrk for the whole run, the state changes and
+    the RSS sampler in threads beside it), check it; everything removed on exit."""
     workflow = internals.workflow()
     content = Content(workflow, options.tenants, options.assessments_per_tenant)
     rng = random.Random(f"{options.seed}:{content.tenants}")
-    working = rng.sample(range(content.tenants), min(options.working_set, content.tenants))
-    singles = [content.question(rng, rng.choice(working)) for _ in range(options.bodies)]
+    singles = content.questions(rng, content.working(rng, options.working_set), options.bodies)
+    checked = singles[: options.checked]
     with ExitStack() as stack:
-        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="wa_soak_")))
         progress(f"{options.backend}: populating {options.tenants} tenants, starting the server")
         store = stack.enter_context(temporary_store(options.backend, content))
         target = prepare_target(store.url, workflow)
@@ -248,34 +228,42 @@ def run(options: Options, progress: Progress = lambda _: None) -> Result:
         workers = server.workers()
         writer = AdminFormWriter(server, store.url, workflow, target, login)
         stack.callback(writer.close)
-        checked = singles[: options.checked]
         wrong = wrong_answers(server, key, checked)
         load = Load("POST", "/authorize", api_headers(key), wrk_bodies(singles, target))
-        script = wrk.write_script(folder / "soak.lua", load, statuses=True)
-        trickle = Trickle(server, key, content, workflow, target, writer, options)
+        trickle = Trickle(server, key, content, target, writer, options)
+        sampler = RssSampler(server, options.sample_every)
         progress(
             f"load: {options.seconds} s of wrk against POST /authorize plus state changes; "
             f"{options.workers} workers, pids {workers}"
         )
-        figures, samples = soak(server, script, trickle, options, progress)
+        output = wrk.run(
+            server.url,
+            load,
+            connections=options.connections,
+            seconds=options.seconds,
+            timeout=options.timeout,
+            statuses=True,
+            report=reporter(trickle.tally, sampler.samples, progress),
+            beside=(trickle.run, sampler.run),
+        )
         progress("after the load: checking answers and the server's log")
         wrong += wrong_answers(server, key, checked)
-        seen = {pid for s in samples for pid in s.rss} | set(server.workers())
-        log_errors = count_log_errors(server)
+        seen = {pid for s in sampler.samples for pid in s.rss} | set(server.workers())
+        log_errors = server.log_errors()
     for example in trickle.tally.examples:
         progress(f"failed {example}")
     return Result(
         options=options,
-        wrk=figures,
+        wrk=wrk.parse_figures(output),
         tally=trickle.tally,
-        memory=memory(samples, options),
+        memory=memory(sampler.samples, options),
         wrong_answers=wrong,
         restarts=len(seen - set(workers)),
         log_errors=log_errors,
     )
 
 
-def wrk_bodies(singles: Sequence[tuple[dict[str, str], bool]], target: Target) -> tuple[str, ...]:
+def wrk_bodies(singles: Sequence[Asked], target: Target) -> tuple[str, ...]:
     """The generated questions, with one about the saved tenant's assessment every TARGET_SHARE."""
     bodies = []
     for number, (body, _) in enumerate(singles):
@@ -285,78 +273,17 @@ def wrk_bodies(singles: Sequence[tuple[dict[str, str], bool]], target: Target) -
     return tuple(bodies)
 
 
-# -- the soak ------------------------------------------------------------------------------------
-
-
-def soak(
-    server: Server, script: Path, trickle: Trickle, options: Options, progress: Progress
-) -> tuple[WrkFigures, list[Sample]]:
-    """wrk for the whole run while the trickle and the RSS sampler run in threads beside it."""
-    stop = threading.Event()
-    samples: list[Sample] = []
-    started = time.monotonic()
-    threads = [
-        threading.Thread(target=trickle.run, args=(stop,), name="soak-changes", daemon=True),
-        threading.Thread(
-            target=sample_rss,
-            args=(server, started, options.sample_every, stop, samples),
-            name="soak-rss",
-            daemon=True,
-        ),
-    ]
+def reporter(tally: Tally, samples: list[Sample], progress: Progress) -> Callable[[float], None]:
+    """A progress line on the workers' memory and the state changes, while the load runs."""
 
     def report(elapsed: float) -> None:
         rss = f"{samples[-1].total:.1f} MiB" if samples else "not sampled yet"
+        calls, failed = tally.calls.total(), tally.failures.total()
         progress(
-            f"  {elapsed:5.0f} s: workers' RSS {rss}, "
-            f"{trickle.made} state-change calls, {trickle.failed} failed"
+            f"  {elapsed:5.0f} s: workers' RSS {rss}, {calls} state-change calls, {failed} failed"
         )
 
-    try:
-        for thread in threads:
-            thread.start()
-        output = wrk.run(
-            server.url,
-            script,
-            connections=options.connections,
-            seconds=options.seconds,
-            timeout=options.timeout,
-            report=report,
-        )
-    finally:
-        stop.set()
-        for thread in threads:
-            if thread.is_alive():
-                thread.join()
-    return wrk.parse_figures(output), samples
-
-
-def sample_rss(
-    server: Server, started: float, every: float, stop: threading.Event, samples: list[Sample]
-) -> None:
-    """Append the workers' RSS every `every` seconds until `stop` is set."""
-    while True:
-        rss = {}
-        for pid in server.workers():
-            try:
-                rss[pid] = rss_mib(pid)
-            except (OSError, ServerError):
-                pass  # the process ended between listing and reading: counted as a restart
-        samples.append(Sample(time.monotonic() - started, rss))
-        if stop.wait(every):
-            return
-
-
-def count_log_errors(server: Server) -> int:
-    """Lines of the server's output that hold a traceback or a gunicorn error or critical line."""
-    # Opened anew through /proc: reading the server's own file object would move the offset
-    # the still-running server writes at.
-    found = 0
-    with open(f"/proc/self/fd/{server.output.fileno()}", "rb") as log:
-        for raw in log:
-            line = raw.decode("utf-8", "replace")
-            found += any(marker in line for marker in LOG_ERRORS)
-    return found
+    return report
 
 
 def memory(samples: Sequence[Sample], options: Options) -> Memory:
@@ -367,12 +294,7 @@ def memory(samples: Sequence[Sample], options: Options) -> Memory:
     after = [s for s in samples if start <= s.at < start + options.window_s]
     after = after or [next((s for s in samples if s.at >= start), samples[-1])]
     end = [s for s in samples if s.at >= samples[-1].at - options.window_s]
-    return Memory(
-        after_warmup=_medians(after),
-        at_end=_medians(end),
-        samples=len(samples),
-        peak=max(s.total for s in samples),
-    )
+    return Memory(_medians(after), _medians(end), len(samples), max(s.total for s in samples))
 
 
 def _medians(samples: Sequence[Sample]) -> tuple[float, float]:
@@ -390,9 +312,7 @@ def expected_status(
     """What a move should answer, from the generated policy: 409 past either end of the area,
     else 200 when the tenant's rows allow the cell and 403 when they do not."""
     index = area.index(phase.id)
-    if (action == "advance" and index + 1 == len(area.phases)) or (
-        action == "reopen" and index == 0
-    ):
+    if (action == ADVANCE and index + 1 == len(area.phases)) or (action == REOPEN and index == 0):
         return 409
     return 200 if (role, area.id, phase.id, action) in cells else 403
 
@@ -411,6 +331,10 @@ class Walk:
         """The body of a move by `role` expecting the assessment in `phase`."""
         return {"tenant": self.tenant, "role": role, "actor": ACTOR, "expected_phase": phase.id}
 
+    def allows(self, role: str | None, phase: Phase, action: str) -> bool:
+        """Whether the tenant's rows let `role` take `action` in `phase`."""
+        return (role, self.area.id, phase.id, action) in self.cells
+
 
 class Trickle:
     """A steady trickle of state changes through the API and the admin form, every outcome
@@ -421,7 +345,6 @@ class Trickle:
         server: Server,
         key: str,
         content: Content,
-        workflow: Workflow,
         target: Target,
         writer: AdminFormWriter,
         options: Options,
@@ -429,13 +352,11 @@ class Trickle:
         self.server = server
         self.key = key
         self.content = content
-        self.workflow = workflow
+        self.roles = [r.id for r in content.workflow.roles]
         self.target = target
         self.writer = writer
         self.options = options
         self.tally = Tally()
-        self.made = 0
-        self.failed = 0
         self.stop = threading.Event()
         self.next_call = self.next_save = 0.0
 
@@ -450,98 +371,81 @@ class Trickle:
                     self.lifecycle(number, pool)
                     number += 1
             except Exception as error:  # noqa: BLE001 - a bug here must show, not end silently
-                self.fail("trickle", f"stopped by {error!r}")
-
-    # one assessment's life: create, advance to the end, past it, reopen, advance, check history
+                self.tally.fail("trickle", f"stopped by {error!r}")
 
     def lifecycle(self, number: int, pool: ThreadPoolExecutor) -> None:
-        """Take one new assessment of a tenant through its whole workflow and back."""
+        """Take one new assessment of a tenant through its whole workflow and back: created; per
+        phase an advance by a role the policy refuses (403), then two racing advances; an advance
+        at the final phase (409); a reopen and an advance, if a role may; its history checked."""
         index, assessment = number % self.content.tenants, f"soak-{number:06d}"
-        area = self.workflow.areas[number % len(self.workflow.areas)]
-        tenant, cells = self.content.tenant(index), self.content.cells(index)
-        walk = Walk(tenant, cells, area, f"/assessments/{assessment}")
+        area = self.content.workflow.areas[number % len(self.content.workflow.areas)]
+        tenant = self.content.tenant(index)
+        walk = Walk(tenant, self.content.cells(index), area, f"/assessments/{assessment}")
         body = {"tenant": tenant, "id": assessment, "area": area.id}
-        if not self.slot() or not self.post("create", "/assessments", body, 201, area.phases[0]):
+        if not self.post("create", "/assessments", body, 201, area.phases[0]):
             return
-        if self.forward(walk, pool) and self.past_the_end_and_back(walk):
-            self.check_history(walk)
-
-    def forward(self, walk: Walk, pool: ThreadPoolExecutor) -> bool:
-        """Per phase: an advance by a role the policy refuses (403), then two racing advances."""
-        area, roles = walk.area, self.workflow.roles
-        for phase, following in zip(area.phases, area.phases[1:], strict=False):
-            refusing = (
-                r.id for r in roles if (r.id, area.id, phase.id, "advance") not in walk.cells
-            )
-            refused = next(refusing, None)
-            if refused is not None and not (
-                self.slot() and self.move(walk, refused, phase, "advance", None)
-            ):
-                return False
-            role = self.mover(walk, phase, "advance")
-            if role is None or not self.slot() or not self.race(pool, walk, role, phase, following):
-                return False
-            walk.taken.append((phase.id, following.id, "advance"))
-        return True
-
-    def past_the_end_and_back(self, walk: Walk) -> bool:
-        """An advance at the final phase (409), then a reopen and an advance, if a role may."""
-        final, before = walk.area.phases[-1], walk.area.phases[-2]
-        some_staff = walk.area.phases[0].responsible or self.workflow.roles[0].id
-        if not (self.slot() and self.move(walk, some_staff, final, "advance", None)):
-            return False
-        reopener = self.mover(walk, final, "reopen")
-        if reopener is None:
-            return True
-        if not (self.slot() and self.move(walk, reopener, final, "reopen", before)):
-            return False
-        walk.taken.append((final.id, before.id, "reopen"))
-        role = self.mover(walk, before, "advance")
-        if role is None or not self.slot() or not self.move(walk, role, before, "advance", final):
-            return False
-        walk.taken.append((before.id, final.id, "advance"))
-        return True
+        for phase, following in pairwise(area.phases):
+            refused = next((r for r in self.roles if not walk.allows(r, phase, ADVANCE)), None)
+            if refused is not None and not self.move(walk, refused, phase, ADVANCE):
+                return
+            role = self.mover(walk, phase, ADVANCE)
+            if role is None or not self.race(pool, walk, role, phase, following):
+                return
+        final, before = area.phases[-1], area.phases[-2]
+        if not self.move(walk, area.phases[0].responsible or self.roles[0], final, ADVANCE):
+            return
+        reopener, role = self.mover(walk, final, REOPEN), self.mover(walk, before, ADVANCE)
+        if reopener is not None and not (
+            self.move(walk, reopener, final, REOPEN, before)
+            and role is not None
+            and self.move(walk, role, before, ADVANCE, final)
+        ):
+            return
+        self.check_history(walk)
 
     def mover(self, walk: Walk, phase: Phase, action: str) -> str | None:
         """A role the tenant's rows let take `action` in `phase`: the responsible one first."""
-        roles = [phase.responsible] if phase.responsible else []
-        roles += [r.id for r in self.workflow.roles]
-        return next((r for r in roles if (r, walk.area.id, phase.id, action) in walk.cells), None)
+        return next(
+            (r for r in (phase.responsible, *self.roles) if walk.allows(r, phase, action)), None
+        )
 
-    def move(self, walk: Walk, role: str, phase: Phase, action: str, to: Phase | None) -> bool:
-        """One advance or reopen of an assessment in `phase`, answered as the policy says."""
-        body = walk.body(role, phase)
-        if action == "reopen":
-            body["reason"] = REASON
+    def move(
+        self, walk: Walk, role: str, phase: Phase, action: str, to: Phase | None = None
+    ) -> bool:
+        """One advance or reopen of the assessment in `phase`, answered as the policy says (into
+        phase `to` when allowed, which then adds the move to the walk's history)."""
+        body = walk.body(role, phase) | ({"reason": REASON} if action == REOPEN else {})
         expect = expected_status(walk.cells, role, walk.area, phase, action)
         refusal = {403: "403 not allowed", 409: f"409 {action} past the end"}.get(expect, "")
-        return self.post(action, f"{walk.path}/{action}", body, expect, to, refusal)
+        if not self.post(action, f"{walk.path}/{action}", body, expect, to, refusal):
+            return False
+        if to is not None and expect == 200:
+            walk.taken.append((phase.id, to.id, action))
+        return True
 
     def race(
         self, pool: ThreadPoolExecutor, walk: Walk, role: str, phase: Phase, following: Phase
     ) -> bool:
         """Two identical advances at once, both expecting `phase`: one 200, one 409."""
-        path, body, timeout = f"{walk.path}/advance", walk.body(role, phase), self.options.timeout
+        if not self.slot():
+            return False
+        path, body, timeout = f"{walk.path}/{ADVANCE}", walk.body(role, phase), self.options.timeout
         futures = [
             pool.submit(self.server.post_json, path, body, self.key, timeout) for _ in range(2)
         ]
-        replies: list[Reply] = []
-        for future in futures:
-            self.count("advance")
-            try:
-                replies.append(future.result())
-            except OSError as error:
-                self.fail("advance", f"{path}: {error!r}")
+        self.tally.calls[ADVANCE] += 2
+        replies = [r for f in futures if (r := self.call(ADVANCE, path, f.result)) is not None]
         if len(replies) < 2:
             return False
         statuses = sorted(r.status for r in replies)
         if statuses != [200, 409]:
             bodies = [r.body[:200] for r in replies]
-            return self.fail("advance", f"two racing advances answered {statuses}: {bodies!r}")
+            return self.tally.fail(ADVANCE, f"two racing advances answered {statuses}: {bodies!r}")
         winner = next(r for r in replies if r.status == 200)
         if _phase(winner) != following.id:
-            return self.fail("advance", f"the race's winner is in {_phase(winner)!r}")
+            return self.tally.fail(ADVANCE, f"the race's winner is in {_phase(winner)!r}")
         self.tally.refused["409 lost race"] += 1
+        walk.taken.append((phase.id, following.id, ADVANCE))
         return True
 
     def post(
@@ -553,59 +457,64 @@ class Trickle:
         to: Phase | None,
         refusal: str = "",
     ) -> bool:
-        """POST with the key; True when the answer is `expect` (a 2xx in phase `to`, a 4xx
-        counted as the correct refusal `refusal`), else the failure is counted."""
-        self.count(kind)
-        try:
-            reply = self.server.post_json(path, body, self.key, self.options.timeout)
-        except OSError as error:
-            return self.fail(kind, f"{path}: {error!r}")
+        """POST with the key in the next slot; True when the answer is `expect` (a 2xx in phase
+        `to`, a 4xx counted as the correct refusal `refusal`), else the failure is counted."""
+        if not self.slot():
+            return False
+        self.tally.calls[kind] += 1
+        send = partial(self.server.post_json, path, body, self.key, self.options.timeout)
+        reply = self.call(kind, path, send)
+        if reply is None:
+            return False
         if reply.status != expect:
-            return self.fail(kind, f"{path}: {reply.status}, not {expect}: {reply.body[:300]!r}")
-        if reply.status < 300:
-            if to is not None and _phase(reply) != to.id:
-                return self.fail(kind, f"{path}: in phase {_phase(reply)!r}, not {to.id}")
-            return True
-        self.tally.refused[refusal or str(reply.status)] += 1
+            return self.tally.fail(
+                kind, f"{path}: {reply.status}, not {expect}: {reply.body[:300]!r}"
+            )
+        if reply.status >= 300:
+            self.tally.refused[refusal or str(reply.status)] += 1
+        elif to is not None and _phase(reply) != to.id:
+            return self.tally.fail(kind, f"{path}: in phase {_phase(reply)!r}, not {to.id}")
         return True
+
+    def call(self, kind: str, path: str, send: Callable[[], Reply]) -> Reply | None:
+        """`send()`'s reply; None, and a failure of `kind` counted, on a transport error."""
+        try:
+            return send()
+        except OSError as error:
+            self.tally.fail(kind, f"{path}: {error!r}")
+            return None
 
     def check_history(self, walk: Walk) -> None:
         """GET the assessment: in the final phase, its history exactly the moves made."""
-        path, final = walk.path, walk.area.phases[-1]
-        try:
-            reply = self.server.request(
-                "GET", f"{path}?tenant={walk.tenant}", headers=api_headers(self.key)
-            )
-        except OSError as error:
-            self.fail("history", f"{path}: {error!r}")
+        path, query = walk.path, f"{walk.path}?tenant={walk.tenant}"
+        send = partial(self.server.request, "GET", query, headers=api_headers(self.key))
+        reply = self.call("history", path, send)
+        if reply is None:
             return
         if reply.status != 200:
-            self.fail("history", f"{path}: {reply.status} {reply.body[:300]!r}")
+            self.tally.fail("history", f"{path}: {reply.status} {reply.body[:300]!r}")
             return
         data = reply.json()
         history = [(h["from_phase"], h["to_phase"], h["action"]) for h in data["history"]]
-        if data["phase"] != final.id or history != walk.taken:
-            self.fail("history", f"{path}: {data['phase']}, {history} after {walk.taken}")
-
-    # the policy saves through the admin form
+        if data["phase"] != walk.area.phases[-1].id or history != walk.taken:
+            self.tally.fail("history", f"{path}: {data['phase']}, {history} after {walk.taken}")
 
     def save_policy(self) -> None:
         """Tick or untick the target's checkbox through the admin form; the very next
         POST /authorize must answer with the new policy."""
-        self.count("policy save")
-        target = self.target
+        self.tally.calls["policy save"] += 1
         try:
             self.writer.browser.refresh_token()  # a token per save: they expire after an hour
             allowed = not self.writer.allowed()
             version = self.writer.save(allowed)
-            answer, seen = ask(self.server, self.key, target)
+            answer, seen = ask(self.server, self.key, self.target)
         except Exception as error:  # noqa: BLE001 - any failure of a save is counted
-            self.fail("policy save", repr(error))
+            self.tally.fail("policy save", repr(error))
             return
         if answer is not allowed or seen < version:
-            self.fail("policy save", f"saved {allowed} at v{version}, then {answer} at v{seen}")
-
-    # pacing and counting
+            self.tally.fail(
+                "policy save", f"saved {allowed} at v{version}, then {answer} at v{seen}"
+            )
 
     def slot(self) -> bool:
         """Wait for the next call's turn, saving the policy first when a save is due; False
@@ -620,14 +529,6 @@ class Trickle:
             return False
         self.next_call = max(self.next_call + self.options.pace, time.monotonic())
         return True
-
-    def count(self, kind: str) -> None:
-        self.tally.calls[kind] += 1
-        self.made += 1
-
-    def fail(self, kind: str, message: str) -> bool:
-        self.failed += 1
-        return self.tally.fail(kind, message)
 
 
 def _phase(reply: Reply) -> Any:

@@ -39,6 +39,8 @@ CREATED_AT = datetime(2024, 9, 1, tzinfo=UTC)
 ACTOR = "bench"
 Body = dict[str, str]
 """A POST /authorize body about an assessment: tenant, role, action, assessment."""
+Asked = tuple[Body, bool]
+"""A POST /authorize body and the answer the generated policy gives it."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,10 @@ class Content:
         """The name of tenant number `index`."""
         return f"school_{index:05d}"
 
+    def index(self, tenant: str) -> int:
+        """The number of the tenant named `tenant`."""
+        return int(tenant.removeprefix("school_"))
+
     def names(self) -> list[str]:
         """Every tenant's name, in tenant-number order."""
         return [self.tenant(i) for i in range(self.tenants)]
@@ -101,7 +107,20 @@ class Content:
             made.append(Assessed(name, f"a{index:05d}-{n:04d}", area.id, phase.id))
         return made
 
-    def question(self, rng: random.Random, index: int) -> tuple[Body, bool]:
+    def allowed(self, rows: Sequence[Row]) -> tuple[bool, ...]:
+        """The generated policy's answer to each 5-tuple (the truth benchmarks check against)."""
+        cells = {tenant: self.cells(self.index(tenant)) for tenant in {r[0] for r in rows}}
+        return tuple(r[1:] in cells[r[0]] for r in rows)
+
+    def working(self, rng: random.Random, size: int) -> list[int]:
+        """A random sample of up to `size` tenant numbers: the tenants a mix spreads over."""
+        return rng.sample(range(self.tenants), min(size, self.tenants))
+
+    def questions(self, rng: random.Random, tenants: Sequence[int], count: int) -> list[Asked]:
+        """`count` random questions, each about a random one of `tenants`, and their answers."""
+        return [self.question(rng, rng.choice(tenants)) for _ in range(count)]
+
+    def question(self, rng: random.Random, index: int) -> Asked:
         """A random role and action about a random assessment of tenant `index`, and its answer."""
         found = rng.choice(self.assessments(index))
         role, action = rng.choice(self.workflow.roles).id, rng.choice(self.workflow.actions)

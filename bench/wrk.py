@@ -3,7 +3,8 @@
 The script's done() prints one JSON line after MARKER (requests, duration, errors by kind, p50
 and p99 from wrk's histogram) and, when asked, one after STATUS_MARKER counting every answer by
 status over all of wrk's threads. wrk's output goes to a temporary file, never a pipe that could
-fill up, and the run is waited for with an optional report of how it goes.
+fill up, and the run is waited for with an optional report of how it goes and, optionally, threads
+running beside it for as long (state changes, memory samples).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import shutil
 import statistics
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -80,28 +82,35 @@ def available() -> bool:
     return Path(WRK).exists()
 
 
-def write_script(path: Path, load: Load, *, statuses: bool = False) -> Path:
-    """Write the wrk script of a load (counting answers by status when asked); its path."""
-    path.write_text(lua_script(load) + (STATUS_LUA if statuses else ""), encoding="utf-8")
-    return path
-
-
 def run(
     url: str,
-    script: Path,
+    load: Load,
     *,
     connections: int,
     seconds: float,
     timeout: float = 10.0,
+    statuses: bool = False,
     report: Callable[[float], None] | None = None,
+    beside: Sequence[Callable[[threading.Event], None]] = (),
 ) -> str:
-    """Run wrk (1 thread) for `seconds` with the script; its output. `report(elapsed)` is
-    called about every tenth of the run (at least 5 s apart) while it goes."""
+    """Run wrk (1 thread) for `seconds` with the load's script, counting answers by status when
+    asked; its output. Each of `beside` runs in a thread of its own meanwhile, given an event set
+    when wrk has ended (and then joined); `report(elapsed)` is called about every tenth of the run
+    (at least 5 s apart) while it goes."""
     argv = [shutil.which("wrk") or WRK, "--threads", "1", "--connections", str(connections)]
     argv += ["--duration", f"{max(1, round(seconds))}s", "--timeout", f"{timeout:g}s"]
-    argv += ["--script", str(script), url + "/"]
-    started = time.monotonic()
-    with tempfile.TemporaryFile() as output:
+    stop = threading.Event()
+    threads = [threading.Thread(target=fn, args=(stop,), daemon=True) for fn in beside]
+    with (
+        tempfile.TemporaryDirectory(prefix="wa_wrk_") as folder,
+        tempfile.TemporaryFile() as output,
+    ):
+        script = Path(folder) / "load.lua"
+        script.write_text(lua_script(load) + (STATUS_LUA if statuses else ""), encoding="utf-8")
+        argv += ["--script", str(script), url + "/"]
+        for thread in threads:
+            thread.start()
+        started = time.monotonic()
         process = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT
         )
@@ -111,6 +120,9 @@ def run(
             if process.poll() is None:
                 process.kill()
             process.wait()
+            stop.set()
+            for thread in threads:
+                thread.join()
         output.seek(0)
         text = output.read().decode("utf-8", "replace")
     if process.returncode != 0:

@@ -9,6 +9,7 @@ from collections import Counter
 import pytest
 
 from bench import internals, soak, wrk
+from bench.server import Sample
 from bench.store import Content
 from bench.wrk import MARKER, WrkResult
 from tests.bench_tables import cell, require_wrk, table, verdict
@@ -85,8 +86,8 @@ def test_expected_status_follows_the_policy_and_the_ends_of_the_area() -> None:
 
 def _result(failures: int, growth_to: float) -> soak.Result:
     options = soak.Options(seconds=100, sample_every=1.0)  # warm-up 10 s, windows 5 s
-    samples = [soak.Sample(float(t), {1: 50.0, 2: 50.0}) for t in range(0, 95)]
-    samples += [soak.Sample(float(t), {1: growth_to / 2, 2: growth_to / 2}) for t in range(95, 101)]
+    samples = [Sample(float(t), {1: 50.0, 2: 50.0}) for t in range(0, 95)]
+    samples += [Sample(float(t), {1: growth_to / 2, 2: growth_to / 2}) for t in range(95, 101)]
     tally = soak.Tally(calls=Counter({"advance": 10, "policy save": 2}))
     tally.refused["409 lost race"] += 4
     for _ in range(failures):
