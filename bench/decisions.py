@@ -21,6 +21,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import casbin
@@ -30,7 +31,7 @@ from sqlalchemy import Engine, create_engine
 
 from bench import cli, internals, table
 from bench.cli import Progress
-from bench.internals import Cell, Local, Question, Row
+from bench.internals import Local, Question, Row
 from bench.store import BACKENDS, Content, Store, temporary_store
 from bench.timing import Run, interleaved, per_call, prepare, timed
 
@@ -91,7 +92,11 @@ class Result:
     stock_load_s: float
     answers: dict[str, tuple[bool, ...]] = field(repr=False)
     """Each column's answers on its checked requests, and the generated policy's ("expected")."""
-    disagreements: tuple[str, ...] = ()
+
+    @property
+    def disagreements(self) -> tuple[str, ...]:
+        """The columns whose answers differ from the generated policy's, and by how many."""
+        return disagreements(self.answers)
 
     @property
     def checked(self) -> int:
@@ -99,46 +104,22 @@ class Result:
         return sum(len(v) for k, v in self.answers.items() if k in EXPECTED_FOR)
 
 
-@dataclass(frozen=True)
-class Mix:
-    """The requests of one store: 5-tuples, assessment questions, misses; expected answers."""
-
-    requests: list[Row]
-    questions: list[Question]
-    misses: list[Row]
-    expected: dict[str, tuple[bool, ...]]
-
-
-EXPECTED_FOR = {
-    "a": "requests",
-    "a-all": "requests",
-    "b": "requests",
-    "d": "requests",
+EXPECTED_FOR = dict.fromkeys(("a", "a-all", "b", "d"), "requests") | {
     "b-miss": "misses",
     "c": "questions",
 }
 """Which expected answers each column's answers are compared with (a-all: a prefix)."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Bench:
-    """What one store's measurements share: the store, the service's engine, the mix."""
+    """One store after its checking pass: a timed run and the answers of each interleaved column
+    (beside the generated policy's), and the stock enforcer's measurement, made afterwards."""
 
     store: Store
-    options: Options
-    local: Local
-    casbin_engine: Engine
-    model_path: str
-    mix: Mix
-
-
-@dataclass
-class Prepared:
-    """One store after its checking pass: a timed run per column and every column's answers."""
-
-    bench: Bench
     runs: dict[str, Run]
     answers: dict[str, tuple[bool, ...]]
+    stock: Callable[[], tuple[float, float, list[bool]]]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -161,77 +142,56 @@ def run(options: Options, progress: Progress = lambda _: None) -> list[Result]:
 
 
 def run_backend(backend: str, options: Options, progress: Progress) -> list[Result]:
-    """Every tenant count's store side by side, their timed runs interleaved, then removed."""
+    """Every tenant count's store side by side, their timed runs interleaved, then the stock
+    enforcer on each; the stores removed at the end."""
     with ExitStack() as stack:
-        prepared = []
+        benches = []
         for count in options.tenant_counts:
             progress(f"{backend}, {count} tenants: populating the store")
             content = Content(internals.workflow(), count, options.assessments_per_tenant)
             store = stack.enter_context(temporary_store(backend, content))
-            bench = stack.enter_context(open_bench(store, options))
             progress(f"{backend}, {count} tenants: answering the mix with every column")
-            prepared.append(prepare_columns(bench))
+            benches.append(stack.enter_context(open_bench(store, options)))
         progress(f"{backend}: timing {options.runs} interleaved rounds")
-        timings = interleaved(
-            {
-                (p.bench.store.content.tenants, col): run
-                for p in prepared
-                for col, run in p.runs.items()
-            },
-            options.runs,
-        )
+        runs = {(n, col): run for n, b in enumerate(benches) for col, run in b.runs.items()}
+        timings = interleaved(runs, options.runs)
         results = []
-        for p in prepared:
-            progress(f"{backend}, {p.bench.store.content.tenants} tenants: the stock enforcer")
-            count = p.bench.store.content.tenants
-            us = {col: timings[(count, col)].us_per_call for col in p.runs}
-            results.append(finish(p, us))
+        for n, b in enumerate(benches):
+            store = b.store
+            progress(f"{backend}, {store.content.tenants} tenants: the stock enforcer")
+            load_s, stock_us, stock = b.stock()
+            us = {col: timings[(n, col)].us_per_call for col in b.runs} | {"a-all": stock_us}
+            answers = b.answers | {"a-all": tuple(stock)}
+            results.append(Result(backend, store.content.tenants, store.rows, us, load_s, answers))
             gc.collect()  # the stock enforcer held every row; free it before the next one
         return results
 
 
 @contextmanager
 def open_bench(store: Store, options: Options) -> Iterator[Bench]:
-    """The service's store and engine and a plain engine for casbin, closed afterwards."""
+    """Answer the store's mix with each interleaved column (the warm-up) and size its runs; the
+    service's store and engine and casbin's engine are closed afterwards."""
     local = Local.open(store.url, pool_size=2, capacity=internals.cache_capacity())
     casbin_engine = create_engine(store.url)
-    mix = make_mix(store.content, options)
     try:
-        yield Bench(store, options, local, casbin_engine, str(internals.model_path()), mix)
+        requests, questions, misses, expected = make_mix(store.content, options)
+        versions = dict.fromkeys(store.content.names(), 1)
+        columns: dict[str, tuple[Callable[[Any], bool], Sequence[Any]]] = {
+            "a": (raw_column(casbin_engine, requests), requests),
+            "b": (local.cell_decider(versions), requests),
+            "b-miss": (local.cold_cell_decider(), misses),
+            "c": (local.decide, questions),
+            "d": (floor_column(store.content), requests),
+        }
+        done = {
+            n: prepare(f, inputs, seconds=options.seconds) for n, (f, inputs) in columns.items()
+        }
+        answers = {name: tuple(found) for name, (found, _) in done.items()} | expected
+        stock = partial(measure_stock, casbin_engine, requests[: options.stock_mix], options)
+        yield Bench(store, {name: run for name, (_, run) in done.items()}, answers, stock)
     finally:
         casbin_engine.dispose()
         local.close()
-
-
-def prepare_columns(bench: Bench) -> Prepared:
-    """Answer the whole mix with each interleaved column (the warm-up) and size its runs."""
-    mix, seconds, local = bench.mix, bench.options.seconds, bench.local
-    versions = dict.fromkeys(bench.store.content.names(), 1)
-    done = {
-        "a": prepare(raw_column(bench), mix.requests, seconds=seconds),
-        "b": prepare(local.cell_decider(versions), mix.requests, seconds=seconds),
-        "b-miss": prepare(local.cold_cell_decider(), mix.misses, seconds=seconds),
-        "c": prepare(local.decide, mix.questions, seconds=seconds),
-        "d": prepare(floor_column(bench), mix.requests, seconds=seconds),
-    }
-    runs = {name: run for name, (_, run) in done.items()}
-    return Prepared(bench, runs, {name: tuple(found) for name, (found, _) in done.items()})
-
-
-def finish(p: Prepared, us: dict[str, float]) -> Result:
-    """Add the stock enforcer's figures to a store's timings and check every answer."""
-    stock_load_s, stock_us, stock = measure_stock(p.bench)
-    answers = {**p.answers, "a-all": tuple(stock)}
-    answers |= {f"expected-{k}": v for k, v in p.bench.mix.expected.items()}
-    return Result(
-        backend=p.bench.store.backend,
-        tenants=p.bench.store.content.tenants,
-        rows=p.bench.store.rows,
-        us={**us, "a-all": stock_us},
-        stock_load_s=stock_load_s,
-        answers=answers,
-        disagreements=disagreements(answers),
-    )
 
 
 def disagreements(answers: dict[str, tuple[bool, ...]]) -> tuple[str, ...]:
@@ -246,92 +206,61 @@ def disagreements(answers: dict[str, tuple[bool, ...]]) -> tuple[str, ...]:
     return tuple(found)
 
 
-# -- the request mix -----------------------------------------------------------------------------
-
-
-def make_mix(content: Content, options: Options) -> Mix:
-    """A seeded random mix: working-set tenants x every matrix cell, their assessments, misses."""
+def make_mix(
+    content: Content, options: Options
+) -> tuple[list[Row], list[Question], list[Row], dict[str, tuple[bool, ...]]]:
+    """A seeded random mix: working-set tenants x every matrix cell, their assessments, misses;
+    and the generated policy's answers to each (the truth every column is checked against)."""
     rng = random.Random(f"{options.seed}:{content.tenants}")
-    working = rng.sample(range(content.tenants), min(options.working_set, content.tenants))
+    working = content.working(rng, options.working_set)
     outside = sorted(set(range(content.tenants)) - set(working)) or working
     cells = content.workflow.cells()
-    requests = _requests(rng, content, working, cells, options.mix)
-    misses = _requests(rng, content, outside[: options.misses], cells, options.misses)
-    asked = [content.question(rng, rng.choice(working)) for _ in range(options.mix)]
-    return Mix(
-        requests,
-        [internals.question(**body) for body, _ in asked],
-        misses,
-        {
-            "requests": _allowed(content, requests),
-            "misses": _allowed(content, misses),
-            "questions": tuple(expected for _, expected in asked),
-        },
-    )
 
+    def requests(tenants: list[int], count: int) -> list[Row]:
+        return [(content.tenant(rng.choice(tenants)), *rng.choice(cells)) for _ in range(count)]
 
-def _requests(
-    rng: random.Random, content: Content, tenants: list[int], cells: list[Cell], count: int
-) -> list[Row]:
-    """`count` requests, each a random tenant of `tenants` and a random matrix cell."""
-    return [(content.tenant(rng.choice(tenants)), *rng.choice(cells)) for _ in range(count)]
-
-
-def _allowed(content: Content, rows: list[Row]) -> tuple[bool, ...]:
-    """The generated policy's answer for each row (the truth every column is checked against)."""
-    asked = {r[0] for r in rows}
-    index = {content.tenant(i): i for i in range(content.tenants)}
-    cells = {tenant: content.cells(i) for tenant, i in index.items() if tenant in asked}
-    return tuple((r[1], r[2], r[3], r[4]) in cells[r[0]] for r in rows)
+    hits = requests(working, options.mix)
+    misses = requests(outside[: options.misses], options.misses)
+    asked = content.questions(rng, working, options.mix)
+    expected = {
+        "expected-requests": content.allowed(hits),
+        "expected-misses": content.allowed(misses),
+        "expected-questions": tuple(answer for _, answer in asked),
+    }
+    return hits, [internals.question(**body) for body, _ in asked], misses, expected
 
 
 # -- the columns ---------------------------------------------------------------------------------
 
 
-def raw_enforcer(bench: Bench, tenant: str) -> casbin.Enforcer:
-    """What a user writes: an Enforcer on model.conf with the adapter, filtered to one tenant."""
-    adapter = Adapter(bench.casbin_engine, filtered=True, create_all_models=False)
-    enforcer = casbin.Enforcer(bench.model_path, adapter)
-    wanted = Filter()
-    wanted.ptype, wanted.v0 = ["p"], [tenant]  # instance attributes: Filter's lists are shared
-    enforcer.load_filtered_policy(wanted)
-    return enforcer
+def raw_column(casbin_engine: Engine, requests: Sequence[Row]) -> Callable[[Row], bool]:
+    """(a): what a user writes -- an Enforcer on model.conf with the adapter, filtered to one
+    tenant -- for each working-set tenant, each asked its own requests."""
+    enforcers, model = {}, str(internals.model_path())
+    for tenant in sorted({r[0] for r in requests}):
+        adapter = Adapter(casbin_engine, filtered=True, create_all_models=False)
+        enforcers[tenant] = casbin.Enforcer(model, adapter)
+        wanted = Filter()
+        wanted.ptype, wanted.v0 = ["p"], [tenant]  # instance attributes: Filter's lists are shared
+        enforcers[tenant].load_filtered_policy(wanted)
+    return lambda r: enforcers[r[0]].enforce(*r)
 
 
-def raw_column(bench: Bench) -> Callable[[Row], bool]:
-    """(a): one filtered casbin Enforcer per working-set tenant, each asked its own requests."""
-    enforcers = {t: raw_enforcer(bench, t) for t in sorted({r[0] for r in bench.mix.requests})}
-
-    def enforce(r: Row) -> bool:
-        allowed: bool = enforcers[r[0]].enforce(*r)
-        return allowed
-
-    return enforce
-
-
-def floor_column(bench: Bench) -> Callable[[Row], bool]:
+def floor_column(content: Content) -> Callable[[Row], bool]:
     """(d): membership of the 5-tuple in a frozenset of every row in the store."""
-    content = bench.store.content
     rows = frozenset(r for i in range(content.tenants) for r in content.rows(i))
-
-    def member(r: Row) -> bool:
-        return r in rows
-
-    return member
+    return lambda r: r in rows
 
 
-def measure_stock(bench: Bench) -> tuple[float, float, list[bool]]:
+def measure_stock(
+    casbin_engine: Engine, requests: Sequence[Row], options: Options
+) -> tuple[float, float, list[bool]]:
     """(a-all): the stock Enforcer loading every tenant's rows; load seconds, µs, answers."""
-    adapter = Adapter(bench.casbin_engine, create_all_models=False)
-    enforcer, load_s = timed(lambda: casbin.Enforcer(bench.model_path, adapter))
-
-    def enforce(r: Row) -> bool:
-        allowed: bool = enforcer.enforce(*r)
-        return allowed
-
-    options = bench.options
-    requests = bench.mix.requests[: options.stock_mix]
-    answers, timing = per_call(enforce, requests, seconds=0, runs=options.stock_runs)
+    model, adapter = str(internals.model_path()), Adapter(casbin_engine, create_all_models=False)
+    enforcer, load_s = timed(lambda: casbin.Enforcer(model, adapter))
+    answers, timing = per_call(
+        lambda r: enforcer.enforce(*r), requests, seconds=0, runs=options.stock_runs
+    )
     return load_s, timing.us_per_call, answers
 
 

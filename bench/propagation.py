@@ -21,7 +21,6 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from bench import cli, internals, table
 from bench.admin_form import AdminFormWriter, PropagationError, Target, ask, prepare_target
@@ -75,20 +74,9 @@ class Result:
     changes: tuple[Change, ...]
 
 
-class Writer(Protocol):
-    """Saves the target cell as allowed or not; returns the policy version the save made."""
-
-    def save(self, allowed: bool) -> int:
-        """Commit the cell as allowed or not; the new policy version."""
-        ...
-
-    def close(self) -> None:
-        """Release the writer's store connections."""
-        ...
-
-
 class StoreWriter:
-    """Saves as any process holding the store would: PolicyEngine.replace in one transaction."""
+    """Saves as any process holding the store would: PolicyEngine.replace in one transaction.
+    Like an AdminFormWriter, `save(allowed)` returns the policy version the save made."""
 
     def __init__(self, url: str, target: Target) -> None:
         self.local = Local.open(url)
@@ -116,18 +104,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 def parse_args(argv: Sequence[str] | None) -> Options:
     """Options from the command line; PostgreSQL is required."""
     parser = cli.parser("bench.propagation", __doc__)
-    parser.add_argument("--changes", type=int, help="changes per writer (default 50)")
+    count = cli.positive(int)
+    parser.add_argument("--changes", type=count, help="changes per writer (default 50)")
     parser.add_argument("--writer", choices=(*WRITERS, "both"), default="both")
-    parser.add_argument("--workers", type=int, help="gunicorn workers per server (default 2)")
+    parser.add_argument("--workers", type=count, help="gunicorn workers per server (default 2)")
     args = parser.parse_args(argv)
     if not postgres_available():
         parser.error("PostgreSQL is not reachable (set WORKFLOW_AUTHZ_BENCH_PG_URL)")
     writers = WRITERS if args.writer == "both" else (args.writer,)
-    options = cli.given(Options(writers=writers), QUICK if args.quick else {})
-    options = cli.given(options, {"changes": args.changes, "workers": args.workers})
-    if options.changes < 1 or options.workers < 1:
-        parser.error("--changes and --workers must be positive")
-    return options
+    return cli.options(Options(writers=writers), QUICK, args)
 
 
 def run(options: Options, progress: Progress = lambda _: None) -> list[Result]:
@@ -145,7 +130,7 @@ def run(options: Options, progress: Progress = lambda _: None) -> list[Result]:
             results = []
             for name in options.writers:
                 progress(f"{name}: {options.changes} changes, saved through {name}")
-                writer: Writer = (
+                writer: AdminFormWriter | StoreWriter = (
                     AdminFormWriter(a, store.url, workflow, target, login)
                     if name == "admin"
                     else StoreWriter(store.url, target)
@@ -157,7 +142,9 @@ def run(options: Options, progress: Progress = lambda _: None) -> list[Result]:
             return results
 
 
-def measure(writer: Writer, b: Server, key: str, target: Target, options: Options) -> list[Change]:
+def measure(
+    writer: AdminFormWriter | StoreWriter, b: Server, key: str, target: Target, options: Options
+) -> list[Change]:
     """Toggle the cell `options.changes` times, each time polling B until its answer flips."""
     allowed = ask(b, key, target)[0]  # also loads the tenant into B's cache
     changes = []
@@ -168,7 +155,12 @@ def measure(writer: Writer, b: Server, key: str, target: Target, options: Option
 
 
 def one_change(
-    writer: Writer, b: Server, key: str, target: Target, allowed: bool, timeout: float
+    writer: AdminFormWriter | StoreWriter,
+    b: Server,
+    key: str,
+    target: Target,
+    allowed: bool,
+    timeout: float,
 ) -> Change:
     """Save, then ask B until it answers `allowed` at the saved version (or time runs out)."""
     sent = time.perf_counter()

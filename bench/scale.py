@@ -34,6 +34,7 @@ from bench.server import (
     poll,
     rss_mib,
     serving,
+    wrong_batch_answers,
 )
 from bench.store import BACKENDS, Body, Content, Store, temporary_store
 from bench.timing import Run, Timing, interleaved, prepare
@@ -96,14 +97,6 @@ class Result:
     wrong: int
 
 
-@dataclass(frozen=True)
-class Pending:
-    """A prepared timed run and how many answers of its warm-up pass were wrong."""
-
-    run: Run
-    wrong: int
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Measure every store, print the table; 1 if any answer was wrong."""
     return cli.main(parse_args(argv), run, render, lambda results: any(r.wrong for r in results))
@@ -150,7 +143,7 @@ def measure(
     progress(f"{label}: server start, first answer, memory after deciding for every tenant")
     with serving(store.url, workers=1, wait=False) as server:
         first_s = first_answer(server, key, probe[0])
-        worker = single_worker(server)
+        worker = server.worker()
         rss_first = rss_mib(worker)
         wrong += decide_for_every_tenant(server, key, store.content, options.batch)
         rss_all = rss_mib(worker)
@@ -191,24 +184,25 @@ def decision_times(
     rng: random.Random,
 ) -> tuple[dict[str, Timing], int]:
     """µs per decision here, on the baseline store and for non-resident tenants, interleaved."""
-    hits = prepare_hits(*here, options, rng)
-    base = prepare_hits(*baseline, options, rng)
+    hits, wrong = prepare_hits(*here, options, rng)
+    base, wrong_base = prepare_hits(*baseline, options, rng)
     local, content = here
     tenants = [rng.randrange(content.tenants) for _ in range(options.misses)]
     cold = [internals.question(**content.question(rng, i)[0]) for i in tenants]
     _, misses = prepare(local.decide_cold, cold, seconds=options.seconds)
-    runs = {"hit": hits.run, "baseline": base.run, "miss": misses}
-    return interleaved(runs, options.runs), hits.wrong + base.wrong
+    runs = {"hit": hits, "baseline": base, "miss": misses}
+    return interleaved(runs, options.runs), wrong + wrong_base
 
 
-def prepare_hits(local: Local, content: Content, options: Options, rng: random.Random) -> Pending:
-    """A run of decisions over a working set of tenants (resident after the warm-up pass)."""
-    working = rng.sample(range(content.tenants), min(options.working_set, content.tenants))
-    mix = [content.question(rng, rng.choice(working)) for _ in range(options.mix)]
+def prepare_hits(
+    local: Local, content: Content, options: Options, rng: random.Random
+) -> tuple[Run, int]:
+    """A run of decisions over a working set of tenants (resident after the warm-up pass), and
+    how many answers of its warm-up pass were wrong."""
+    mix = content.questions(rng, content.working(rng, options.working_set), options.mix)
     questions = [internals.question(**body) for body, _ in mix]
     answers, run = prepare(local.decide, questions, seconds=options.seconds)
-    wrong = sum(got is not expected for got, (_, expected) in zip(answers, mix, strict=True))
-    return Pending(run, wrong)
+    return run, sum(got is not expected for got, (_, expected) in zip(answers, mix, strict=True))
 
 
 # -- a server process --------------------------------------------------------------------------
@@ -227,31 +221,12 @@ def first_answer(server: Server, key: str, body: Body) -> float:
     return time.perf_counter() - server.started
 
 
-def single_worker(server: Server) -> int:
-    """The pid of the server's one gunicorn worker."""
-    workers = server.workers()
-    if len(workers) != 1:
-        raise ServerError(f"expected one worker, found {workers}")
-    return workers[0]
-
-
 def decide_for_every_tenant(server: Server, key: str, content: Content, batch: int) -> int:
     """One question per tenant of the store, in batches; returns the wrong answers."""
     rng = random.Random(f"every:{content.tenants}")
     items = [content.question(rng, i) for i in range(content.tenants)]
-    wrong = 0
-    for start in range(0, len(items), batch):
-        chunk = items[start : start + batch]
-        requests = [{"id": str(n), **body} for n, (body, _) in enumerate(chunk)]
-        reply = server.post_json("/authorize/batch", {"requests": requests}, key)
-        if reply.status != 200:
-            raise ServerError(f"POST /authorize/batch: {reply.status} {reply.body[:300]!r}")
-        results: list[dict[str, Any]] = reply.json()["results"]
-        wrong += sum(
-            r.get("allowed") is not expected
-            for r, (_, expected) in zip(results, chunk, strict=True)
-        )
-    return wrong
+    chunks = (items[start : start + batch] for start in range(0, len(items), batch))
+    return sum(wrong_batch_answers(server, key, chunk) for chunk in chunks)
 
 
 # -- the table -----------------------------------------------------------------------------------
