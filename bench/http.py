@@ -100,17 +100,14 @@ class Endpoint:
     wrong_answers: int = 0
 
 
-@dataclass(frozen=True)
-class Row:
-    """One table row: an endpoint, and what wrk measured."""
+Row = tuple[Endpoint, WrkResult]
+"""One table row: an endpoint, and what wrk measured (the median of its rounds)."""
 
-    endpoint: Endpoint
-    wrk: WrkResult
 
-    @property
-    def decisions_per_second(self) -> float:
-        """Decisions per second: requests per second times the questions in each."""
-        return self.wrk.per_second * self.endpoint.decisions_per_request
+def decisions_per_second(row: Row) -> float:
+    """A row's decisions per second: requests per second times the questions in each."""
+    endpoint, result = row
+    return result.per_second * endpoint.decisions_per_request
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -119,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parse_args(argv),
         run,
         render,
-        lambda rs: any(r.endpoint.wrong_answers or r.wrk.errors for r in rs),
+        lambda rows: any(e.wrong_answers or w.errors for e, w in rows),
     )
 
 
@@ -200,7 +197,7 @@ def measure(endpoints: Sequence[Endpoint], options: Options, progress: Progress)
         progress(f"round {number + 1} of {options.rounds}: every endpoint")
         for e, runs in zip(endpoints, timed, strict=True):
             runs.append(load(e, options.duration))
-    return [Row(e, wrk.median_result(runs)) for e, runs in zip(endpoints, timed, strict=True)]
+    return [(e, wrk.median_result(runs)) for e, runs in zip(endpoints, timed, strict=True)]
 
 
 # -- the table -----------------------------------------------------------------------------------
@@ -212,29 +209,26 @@ def render(rows: Sequence[Row], options: Options) -> str:
 
 
 def _cells(row: Row, rows: Sequence[Row], options: Options) -> list[str]:
-    e = row.endpoint
-    floor = next((r for r in rows if r.endpoint.name == "constant"), None)
-    single = next(
-        (r for r in rows if r.endpoint.name == "authorize" and r.endpoint.backend == e.backend),
-        None,
-    )
+    e, w = row
+    by_name = {(r[0].name, r[0].backend): r for r in rows}
+    floor, single = by_name.get(("constant", "—")), by_name.get(("authorize", e.backend))
     vs_floor = vs_single = "—"
     if e.name == "authorize" and floor is not None:
-        vs_floor = table.at_least(row.wrk.per_second / floor.wrk.per_second, TARGET_FLOOR_RATIO)
+        vs_floor = table.at_least(w.per_second / floor[1].per_second, TARGET_FLOOR_RATIO)
     if e.name.startswith("batch") and single is not None:
-        ratio = row.decisions_per_second / single.decisions_per_second
+        ratio = decisions_per_second(row) / decisions_per_second(single)
         vs_single = table.at_least(ratio, TARGET_BATCH_RATIO)
-    errors = f"{row.wrk.errors}" + (f", {e.wrong_answers} wrong" if e.wrong_answers else "")
+    errors = f"{w.errors}" + (f", {e.wrong_answers} wrong" if e.wrong_answers else "")
     return [
         e.name,
         e.backend,
         str(options.workers),
         str(options.connections),
-        f"{row.wrk.requests:,}",
-        f"{row.wrk.per_second:,.0f}",
-        f"{row.decisions_per_second:,.0f}",
-        f"{row.wrk.p50_us / 1000:.2f}",
-        f"{row.wrk.p99_us / 1000:.2f}",
+        f"{w.requests:,}",
+        f"{w.per_second:,.0f}",
+        f"{decisions_per_second(row):,.0f}",
+        f"{w.p50_us / 1000:.2f}",
+        f"{w.p99_us / 1000:.2f}",
         errors,
         vs_floor,
         vs_single,
