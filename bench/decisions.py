@@ -134,37 +134,30 @@ def parse_args(argv: Sequence[str] | None) -> Options:
 
 
 def run(options: Options, progress: Progress = lambda _: None) -> list[Result]:
-    """Measure every backend in turn; one result per backend and tenant count."""
-    results: list[Result] = []
+    """Per backend, every tenant count's store side by side, their timed runs interleaved, then
+    the stock enforcer on each; the stores removed before the next backend's are made."""
+    results = []
     for backend in options.backends:
-        results += run_backend(backend, options, progress)
+        with ExitStack() as stack:
+            benches = []
+            for count in options.tenant_counts:
+                progress(f"{backend}, {count} tenants: populating the store")
+                content = Content(internals.workflow(), count, options.assessments_per_tenant)
+                store = stack.enter_context(temporary_store(backend, content))
+                progress(f"{backend}, {count} tenants: answering the mix with every column")
+                benches.append(stack.enter_context(open_bench(store, options)))
+            progress(f"{backend}: timing {options.runs} interleaved rounds")
+            runs = {(n, col): run for n, b in enumerate(benches) for col, run in b.runs.items()}
+            timings = interleaved(runs, options.runs)
+            for n, b in enumerate(benches):
+                tenants, rows = b.store.content.tenants, b.store.rows
+                progress(f"{backend}, {tenants} tenants: the stock enforcer")
+                load_s, stock_us, stock = b.stock()
+                us = {col: timings[(n, col)].us_per_call for col in b.runs} | {"a-all": stock_us}
+                answers = b.answers | {"a-all": tuple(stock)}
+                results.append(Result(backend, tenants, rows, us, load_s, answers))
+                gc.collect()  # the stock enforcer held every row; free it before the next one
     return results
-
-
-def run_backend(backend: str, options: Options, progress: Progress) -> list[Result]:
-    """Every tenant count's store side by side, their timed runs interleaved, then the stock
-    enforcer on each; the stores removed at the end."""
-    with ExitStack() as stack:
-        benches = []
-        for count in options.tenant_counts:
-            progress(f"{backend}, {count} tenants: populating the store")
-            content = Content(internals.workflow(), count, options.assessments_per_tenant)
-            store = stack.enter_context(temporary_store(backend, content))
-            progress(f"{backend}, {count} tenants: answering the mix with every column")
-            benches.append(stack.enter_context(open_bench(store, options)))
-        progress(f"{backend}: timing {options.runs} interleaved rounds")
-        runs = {(n, col): run for n, b in enumerate(benches) for col, run in b.runs.items()}
-        timings = interleaved(runs, options.runs)
-        results = []
-        for n, b in enumerate(benches):
-            store = b.store
-            progress(f"{backend}, {store.content.tenants} tenants: the stock enforcer")
-            load_s, stock_us, stock = b.stock()
-            us = {col: timings[(n, col)].us_per_call for col in b.runs} | {"a-all": stock_us}
-            answers = b.answers | {"a-all": tuple(stock)}
-            results.append(Result(backend, store.content.tenants, store.rows, us, load_s, answers))
-            gc.collect()  # the stock enforcer held every row; free it before the next one
-        return results
 
 
 @contextmanager

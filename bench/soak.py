@@ -52,7 +52,7 @@ from bench.server import (
     serving,
     wrong_answers,
 )
-from bench.store import Asked, Content, temporary_store
+from bench.store import Asked, Body, Content, temporary_store
 from bench.wrk import Load, WrkFigures
 
 TARGET_ERRORS = 0
@@ -327,7 +327,7 @@ class Walk:
     path: str
     taken: list[tuple[str, str, str]] = field(default_factory=list)
 
-    def body(self, role: str, phase: Phase) -> dict[str, str]:
+    def body(self, role: str, phase: Phase) -> Body:
         """The body of a move by `role` expecting the assessment in `phase`."""
         return {"tenant": self.tenant, "role": role, "actor": ACTOR, "expected_phase": phase.id}
 
@@ -336,29 +336,26 @@ class Walk:
         return (role, self.area.id, phase.id, action) in self.cells
 
 
+@dataclass
 class Trickle:
     """A steady trickle of state changes through the API and the admin form, every outcome
     checked against what the generated policy says it must be."""
 
-    def __init__(
-        self,
-        server: Server,
-        key: str,
-        content: Content,
-        target: Target,
-        writer: AdminFormWriter,
-        options: Options,
-    ) -> None:
-        self.server = server
-        self.key = key
-        self.content = content
-        self.roles = [r.id for r in content.workflow.roles]
-        self.target = target
-        self.writer = writer
-        self.options = options
-        self.tally = Tally()
-        self.stop = threading.Event()
-        self.next_call = self.next_save = 0.0
+    server: Server
+    key: str
+    content: Content
+    target: Target
+    writer: AdminFormWriter
+    options: Options
+    tally: Tally = field(default_factory=Tally)
+    stop: threading.Event = field(default_factory=threading.Event)
+    next_call: float = 0.0
+    next_save: float = 0.0
+
+    @property
+    def roles(self) -> list[str]:
+        """Every role of the workflow, in its order."""
+        return [r.id for r in self.content.workflow.roles]
 
     def run(self, stop: threading.Event) -> None:
         """Create and move assessments, one lifecycle after another, until `stop` is set."""
@@ -449,13 +446,7 @@ class Trickle:
         return True
 
     def post(
-        self,
-        kind: str,
-        path: str,
-        body: dict[str, str],
-        expect: int,
-        to: Phase | None,
-        refusal: str = "",
+        self, kind: str, path: str, body: Body, expect: int, to: Phase | None, refusal: str = ""
     ) -> bool:
         """POST with the key in the next slot; True when the answer is `expect` (a 2xx in phase
         `to`, a 4xx counted as the correct refusal `refusal`), else the failure is counted."""
