@@ -102,7 +102,7 @@ def options(defaults: Opts, quick: Mapping[str, Any], args: argparse.Namespace) 
 def positive(kind: Callable[[str], Number]) -> Callable[[str], Number]:
     """An argparse type: the argument read as `kind`, which must be above zero."""
 
-    def positive(text: str) -> Number:
+    def positive(text: str) -> Number:  # the name argparse shows: "invalid positive value"
         value = kind(text)
         if not value > 0:
             raise ValueError(text)

@@ -37,6 +37,8 @@ MAX_ROWS = 60
 CHUNK = 20_000
 CREATED_AT = datetime(2024, 9, 1, tzinfo=UTC)
 ACTOR = "bench"
+PREFIX = "school_"
+"""Tenant names: the prefix, then the tenant's number in five digits."""
 Body = dict[str, str]
 """A POST /authorize body about an assessment: tenant, role, action, assessment."""
 Asked = tuple[Body, bool]
@@ -75,11 +77,11 @@ class Content:
 
     def tenant(self, index: int) -> str:
         """The name of tenant number `index`."""
-        return f"school_{index:05d}"
+        return f"{PREFIX}{index:05d}"
 
     def index(self, tenant: str) -> int:
         """The number of the tenant named `tenant`."""
-        return int(tenant.removeprefix("school_"))
+        return int(tenant.removeprefix(PREFIX))
 
     def names(self) -> list[str]:
         """Every tenant's name, in tenant-number order."""
