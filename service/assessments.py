@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, bindparam, func, insert, select, tuple_
 from sqlalchemy.exc import IntegrityError
@@ -52,8 +52,7 @@ class State:
     updated_at: datetime
 
 
-@dataclass(frozen=True)
-class Subject:
+class Subject(NamedTuple):
     """What a decision about an assessment needs: its area and phase, and the policy version."""
 
     area: str
@@ -70,7 +69,7 @@ def check_id(value: object) -> str:
 
 def subjects(conn: Connection, wanted: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Subject]:
     """Area, phase and policy version of each (tenant, id) that exists, in one indexed query."""
-    keys = set(wanted)
+    keys = wanted if isinstance(wanted, set) else set(wanted)
     if len(keys) == 1:
         ((tenant, assessment_id),) = keys
         row = conn.execute(_SUBJECT, {"tenant": tenant, "id": assessment_id}).first()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from sqlalchemy import Connection
 
@@ -40,8 +40,7 @@ class Question:
     phase: str | None = None
 
 
-@dataclass(frozen=True)
-class Answer:
+class Answer(NamedTuple):
     """A decision, the assessment it was about (if any) and its id in the decision log."""
 
     decision_id: str
@@ -74,7 +73,7 @@ class Facts(Protocol):
         ...
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Stored:
     """The store's facts, read on one connection, with the process's cache of tenant policies."""
 
@@ -101,11 +100,11 @@ def decide_all(
     """Answer every question in order: each an answer or its own error, never both. Nothing is
     read for a tenant the key may not ask about. Errors of the store (5xx) are raised: then
     nothing is answered, and nothing is allowed."""
-    asked = [_for_key(key, q) for q in questions]
+    asked = list(questions) if key.tenant is None else [_for_key(key, q) for q in questions]
     valid = [q for q in asked if isinstance(q, Question)]
     found = facts.subjects({(q.tenant, q.assessment) for q in valid if q.assessment})
     unplaced = {q.tenant for q in valid if (q.tenant, q.assessment) not in found}
-    known = facts.versions(unplaced)  # by phase, or to tell an unknown tenant from an assessment
+    known = facts.versions(unplaced) if unplaced else {}  # by phase, or to name what is unknown
     return [_answer(facts, key, q, found, known, record) for q in asked]
 
 
