@@ -105,7 +105,8 @@ def _register_errors(app: Flask) -> None:
 
 def _error(code: str, message: str, status: int, field: str | None = None) -> Response:
     """The one JSON error shape (shapes.ErrorBody), for every failure of every endpoint."""
-    return shapes.respond(shapes.ErrorBody(error=shapes.error_body(code, message, field)), status)
+    error = shapes.ErrorObject(code=code, message=message, field=field)
+    return shapes.respond(shapes.ErrorBody(error=error), status)
 
 
 def _register_metrics(app: Flask) -> None:

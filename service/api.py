@@ -18,7 +18,7 @@ from service.decisions import Answer, Question
 from service.errors import InvalidRequest, ServiceError, Unauthorized, Unavailable
 from service.keys import Key
 from service.metrics import DECISIONS, exposition
-from service.openapi import openapi_document
+from service.openapi import served
 from service.policies import policy_engine
 from service.policies.store import require_version
 from service.throttle import throttle
@@ -79,10 +79,17 @@ def _question(place: shapes.Place, action: str) -> Question:
     return Question(place.tenant, place.role, action, place.assessment, place.area, place.phase)
 
 
+def _counted(answers: list[Answer | ServiceError]) -> list[Answer | ServiceError]:
+    """The answers, each decision counted in the metrics."""
+    for answer in answers:
+        if isinstance(answer, Answer):
+            DECISIONS.labels(str(answer.decision.allowed).lower()).inc()
+    return answers
+
+
 def _decision(answer: Answer) -> dict[str, Any]:
     """The fields of a decision's answer shape."""
     d = answer.decision
-    DECISIONS.labels(str(d.allowed).lower()).inc()
     return dict(
         decision_id=answer.decision_id,
         allowed=d.allowed,
@@ -100,7 +107,7 @@ def _decision(answer: Answer) -> dict[str, Any]:
 
 def _error(error: ServiceError) -> shapes.ErrorObject:
     """The error object a batch item or a bulk id carries."""
-    return shapes.error_body(error.code, error.message, error.field)
+    return shapes.ErrorObject(code=error.code, message=error.message, field=error.field)
 
 
 @bp.post("/authorize")
@@ -112,6 +119,7 @@ def authorize() -> Response:
     with _keyed() as (conn, key):
         body: shapes.QuestionBody = shapes.body()
         answer = decisions.decide_one(_facts(conn), key, _question(body, body.action))
+    _counted([answer])
     response = shapes.respond(shapes.Decision(**_decision(answer)))
     response.headers["X-Decision-Id"] = answer.decision_id
     return response
@@ -125,7 +133,7 @@ def authorize_batch() -> Response:
     with _keyed() as (conn, key):
         items = shapes.body().requests
         asked = [_batch_item(i, item) for i, item in enumerate(items)]
-        answers = decisions.decide_all(_facts(conn), key, [q for _, q in asked])
+        answers = _counted(decisions.decide_all(_facts(conn), key, [q for _, q in asked]))
     results: list[shapes.BatchDecision | shapes.BatchError] = [
         shapes.BatchError(item_id, _error(a))
         if isinstance(a, ServiceError)
@@ -213,7 +221,7 @@ def reopen_assessment(assessment_id: str) -> Response:
     """Move back one phase (action reopen); the reason is kept in the history."""
     with _keyed(write=True) as (conn, key):
         move: shapes.ReopenBody = shapes.body()
-        return shapes.respond(_move(conn, key, move, assessment_id, REOPEN))
+        return shapes.respond(_move(conn, key, move, assessment_id, REOPEN, move.reason))
 
 
 @bp.post("/assessments/advance")
@@ -237,7 +245,12 @@ def _advance_one(key: Key, bulk: shapes.BulkAdvanceBody, assessment_id: Any) -> 
 
 
 def _move(
-    conn: Connection, key: Key, move: shapes.MoveBody, assessment_id: Any, action: str
+    conn: Connection,
+    key: Key,
+    move: shapes.MoveBody,
+    assessment_id: Any,
+    action: str,
+    reason: str | None = None,
 ) -> assessments.State:
     """Advance or reopen one assessment for a validated body."""
     key.require_tenant(move.tenant)
@@ -250,7 +263,7 @@ def _move(
         move.role,
         move.actor,
         move.expected_phase,
-        getattr(move, "reason", None),
+        reason,
     )
 
 
@@ -289,7 +302,7 @@ def healthz() -> Response:
 @shapes.operation({200: shapes.OpenApiDocument}, public=True)
 def openapi() -> Response:
     """This document."""
-    return shapes.respond(openapi_document())
+    return Response(served(), mimetype="application/json")
 
 
 @bp.get("/metrics")

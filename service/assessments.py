@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -67,9 +66,8 @@ def check_id(value: object) -> str:
     return value
 
 
-def subjects(conn: Connection, wanted: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Subject]:
+def subjects(conn: Connection, keys: set[tuple[str, str]]) -> dict[tuple[str, str], Subject]:
     """Area, phase and policy version of each (tenant, id) that exists, in one indexed query."""
-    keys = wanted if isinstance(wanted, set) else set(wanted)
     if len(keys) == 1:
         ((tenant, assessment_id),) = keys
         row = conn.execute(_SUBJECT, {"tenant": tenant, "id": assessment_id}).first()

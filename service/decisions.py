@@ -100,11 +100,11 @@ def decide_all(
     """Answer every question in order: each an answer or its own error, never both. Nothing is
     read for a tenant the key may not ask about. Errors of the store (5xx) are raised: then
     nothing is answered, and nothing is allowed."""
-    asked = list(questions) if key.tenant is None else [_for_key(key, q) for q in questions]
+    asked = [_for_key(key, q) for q in questions]
     valid = [q for q in asked if isinstance(q, Question)]
     found = facts.subjects({(q.tenant, q.assessment) for q in valid if q.assessment})
     unplaced = {q.tenant for q in valid if (q.tenant, q.assessment) not in found}
-    known = facts.versions(unplaced) if unplaced else {}  # by phase, or to name what is unknown
+    known = facts.versions(unplaced)  # by phase, or to tell an unknown tenant from an assessment
     return [_answer(facts, key, q, found, known, record) for q in asked]
 
 

@@ -16,6 +16,7 @@ from service import shapes
 from service.shapes import Operation
 
 REF = "#/components/schemas/{model}"
+_EXTENSION = "workflow_authz.openapi"
 ERROR_TEXTS = {
     400: "Malformed request; `field` names the field at fault.",
     401: "Missing or invalid API key.",
@@ -28,6 +29,15 @@ ERROR_TEXTS = {
     503: "The store cannot be read: nothing is allowed.",
 }
 PATH_PARAMETERS = {"assessment_id": shapes.AssessmentId}
+
+
+def served() -> bytes:
+    """The document as JSON, derived once per app (the routes and shapes never change while it
+    runs): a public endpoint must not rebuild schemas for every caller."""
+    found: bytes | None = current_app.extensions.get(_EXTENSION)
+    if found is None:
+        found = current_app.extensions[_EXTENSION] = shapes.to_json(openapi_document())
+    return found
 
 
 def openapi_document() -> shapes.OpenApiDocument:

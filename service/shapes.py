@@ -178,7 +178,9 @@ class FeedQuery(TenantQuery):
     """The query of GET /events."""
 
     after: Annotated[str, Field(max_length=MAX_TEXT)] | None = Field(
-        default=None, description="The cursor of the previous page; omit to start."
+        default=None,
+        description=f"the cursor of the previous page, at most {MAX_TEXT} characters; omit it to "
+        "start",
     )
     limit: Annotated[int, Field(ge=1, le=MAX_PAGE, strict=False)] = 100
 
@@ -402,10 +404,23 @@ def _message(model: type[BaseModel], name: str, detail: ErrorDetails) -> str:
         return f"missing field {name!r}"
     if kind == "extra_forbidden":
         return f"unknown field {name!r}"
-    info = model.model_fields.get(name)
-    if info is not None and info.description and len(detail["loc"]) == 1:
-        return f"{name} must be {info.description}"
+    description = _descriptions(model).get(name)
+    if description and len(detail["loc"]) == 1:
+        return f"{name} must be {description}"
     return f"{name}: {detail['msg']}"
+
+
+@cache
+def _descriptions(model: type[BaseModel]) -> dict[str, str]:
+    """Each field's description as the JSON Schema gives it, an optional field's included (its
+    description sits on the non-null member of the union)."""
+    found: dict[str, str] = {}
+    for name, schema in model.model_json_schema()["properties"].items():
+        members = [schema, *schema.get("anyOf", [])]
+        described = [m["description"] for m in members if "description" in m]
+        if described:
+            found[name] = described[0]
+    return found
 
 
 def respond(answer: object, status: int = 200) -> Response:
@@ -425,8 +440,3 @@ def to_json(answer: object) -> bytes:
 def adapter(kind: Any) -> TypeAdapter[Any]:
     """pydantic's validator and serialiser of a type, built once per process."""
     return TypeAdapter(kind)
-
-
-def error_body(code: str, message: str, field: str | None = None) -> ErrorObject:
-    """The error object of the spec."""
-    return ErrorObject(code=code, message=message, field=field)

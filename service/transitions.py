@@ -11,7 +11,7 @@ from service.assessments import State
 from service.errors import Conflict, InvalidRequest, NotAllowed
 from service.limits import MAX_REASON
 from service.models import Assessment, Transition, utcnow
-from service.policies import PolicyEngine, decide
+from service.policies import PolicyEngine, decide, validate
 from service.workflows import ADVANCE, MOVES, REOPEN, Area, Phase
 
 
@@ -51,7 +51,7 @@ def move(
     state, version = assessments.get_with_policy_version(conn, tenant, assessment_id)
     area = engine.workflow.area_by_id[state.area]
     _check_expected(area, state, expected_phase)
-    engine.validate(role=role, action=action, area=state.area, phase=state.phase)
+    validate(engine.workflow, role=role, action=action, area=state.area, phase=state.phase)
     policy = engine.policy(tenant, version, conn)
     decision = decide(policy, area, (role, state.area, state.phase, action))
     target = _target(area, state, action)

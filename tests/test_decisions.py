@@ -160,10 +160,16 @@ def test_decisions_are_logged_where_they_are_made_not_where_they_are_formatted(
     assert [line["role"] for line in lines] == ["parent", "learner"]
 
 
-def test_a_store_failure_fails_the_whole_batch(policy_engine: PolicyEngine) -> None:
-    broken = Database("sqlite:////nonexistent-dir/store.sqlite3")
+def test_a_store_failure_while_deciding_fails_the_whole_batch(
+    api: Api, db: Database, policy_engine: PolicyEngine
+) -> None:
+    _create(api, "s1")
+    policy_engine.forget("default")  # the batch must read the tenant's rows, and cannot
+    with db.write() as conn:
+        conn.exec_driver_sql("DROP TABLE casbin_rule")
+    asked = [BY_PHASE, Question("default", "parent", "view", assessment="s1")]
     with pytest.raises(Unavailable):
-        _answers(broken, policy_engine, ALL, [BY_PHASE])
+        _answers(db, policy_engine, ALL, asked)
 
 
 def test_permissions_list_the_buttons_to_show(api: Api) -> None:

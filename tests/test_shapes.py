@@ -104,6 +104,11 @@ def test_the_document_forbids_extra_fields_wherever_the_service_does(app: Flask)
         ),
         (b'{"action": "view"}', "role", "missing field 'role'"),
         (
+            b'{"role": "parent", "action": "view", "area": "Behaviour", "phase": "completed"}',
+            "area",
+            "area must be an identifier: [a-z][a-z0-9_]*, at most 64 characters",
+        ),
+        (
             b'{"role": "Parent", "action": "view"}',
             "role",
             "role must be an identifier: [a-z][a-z0-9_]*, at most 64 characters",
@@ -125,7 +130,9 @@ def test_an_unknown_field_is_reported_before_any_other_finding() -> None:
 
 
 def test_answers_serialise_as_declared() -> None:
-    error = shapes.ErrorBody(error=shapes.error_body("conflict", "taken"))
+    error = shapes.ErrorBody(error=shapes.ErrorObject(code="conflict", message="taken"))
     assert error.model_dump_json() == '{"error":{"code":"conflict","message":"taken"}}'
-    named = shapes.ErrorBody(error=shapes.error_body("invalid_request", "bad", "role"))
+    named = shapes.ErrorBody(
+        error=shapes.ErrorObject(code="invalid_request", message="bad", field="role")
+    )
     assert '"field":"role"' in named.model_dump_json()

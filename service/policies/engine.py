@@ -1,5 +1,5 @@
-"""Deciding with casbin's model: each tenant's rows compiled for membership tests, cached by
-version, and the policy writes of one transaction.
+"""Deciding with casbin's model: each tenant's rows compiled for membership tests and cached by
+version; the pure `validate` and `decide` every decision goes through.
 
 model.conf is checked when the engine starts (model.py): its matcher is exact equality on all
 five fields with a some-allow effect, so a request is allowed exactly when it equals one of the
@@ -91,12 +91,8 @@ class PolicyEngine:
         conn: Connection | None = None,
     ) -> Decision:
         """Decide one request against the tenant's policy at `version` (read by the caller)."""
-        area_def = self.validate(role=role, action=action, area=area, phase=phase)
+        area_def = validate(self.workflow, role=role, action=action, area=area, phase=phase)
         return decide(self.policy(tenant, version, conn), area_def, (role, area, phase, action))
-
-    def validate(self, *, role: str, action: str, area: str, phase: str) -> Area:
-        """Refuse unknown identifiers with a 400 naming the field; returns the area."""
-        return validate(self.workflow, role=role, action=action, area=area, phase=phase)
 
     def policy(self, tenant: str, version: int, conn: Connection | None = None) -> TenantPolicy:
         """The tenant's compiled policy, reloaded when the store's version differs from ours.
