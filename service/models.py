@@ -65,6 +65,10 @@ class Assessment(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Who registered it: the API key (id and name) and the actor its caller named.
+    created_key_id: Mapped[int | None] = mapped_column(Integer)
+    created_key_name: Mapped[str | None] = mapped_column(String(MAX_TEXT))
+    created_actor: Mapped[str | None] = mapped_column(String(MAX_TEXT))
 
 
 class Transition(Base):
@@ -87,6 +91,10 @@ class Transition(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     action: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(String(MAX_REASON))
+    # The API key that made the move (None on rows older than migration 0003), beside `actor`,
+    # which is only what the caller says.
+    key_id: Mapped[int | None] = mapped_column(Integer)
+    key_name: Mapped[str | None] = mapped_column(String(MAX_TEXT))
 
 
 class PolicyVersion(Base):
@@ -146,7 +154,7 @@ class ApiKey(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(MAX_TEXT))
     tenant: Mapped[str | None] = mapped_column(String(MAX_IDENTIFIER))
-    prefix: Mapped[str] = mapped_column(String(16), index=True)
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
     digest: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -164,3 +172,6 @@ class Admin(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Sessions carry the version they were issued at; bumping it ends them all at once.
+    session_version: Mapped[int] = mapped_column(Integer, default=0)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -1,0 +1,78 @@
+"""Who did it and sessions that end: the key beside every transition and create, a session
+version and a disabled mark per admin, and a unique key prefix.
+
+Revision ID: 0003
+Revises: 0002
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+from service.models import UTCDateTime
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    # The key that made each move and each assessment, beside the actor its caller named. Rows
+    # from before this migration have none (NULL): nothing recorded it then.
+    op.add_column("transitions", sa.Column("key_id", sa.Integer, nullable=True))
+    op.add_column("transitions", sa.Column("key_name", sa.String(200), nullable=True))
+    op.add_column("assessments", sa.Column("created_key_id", sa.Integer, nullable=True))
+    op.add_column("assessments", sa.Column("created_key_name", sa.String(200), nullable=True))
+    op.add_column("assessments", sa.Column("created_actor", sa.String(200), nullable=True))
+    # Every session carries the version it was issued at; logout, a password change and
+    # disabling bump it, which ends every session of that account at once.
+    op.add_column(
+        "admins", sa.Column("session_version", sa.Integer, nullable=False, server_default="0")
+    )
+    op.add_column("admins", sa.Column("disabled_at", UTCDateTime(), nullable=True))
+    _unique_prefixes()
+
+
+def _unique_prefixes() -> None:
+    """Make the lookup prefix unique. Where two keys shared one, only the first (lowest id) was
+    ever found by it, so the later ones never authenticated: they are revoked and their prefix
+    marked (`~<id>`), which no presented key can match."""
+    bind = op.get_bind()
+    keys = sa.table(
+        "api_keys",
+        sa.column("id", sa.Integer),
+        sa.column("prefix", sa.String),
+        sa.column("revoked_at", UTCDateTime()),
+    )
+    first = sa.select(sa.func.min(keys.c.id)).group_by(keys.c.prefix)
+    shadowed = bind.execute(
+        sa.select(keys.c.id, keys.c.prefix).where(keys.c.id.not_in(first))
+    ).all()
+    for row in shadowed:
+        bind.execute(
+            keys.update()
+            .where(keys.c.id == row.id)
+            .values(
+                prefix=f"{row.prefix[:4]}~{row.id}",
+                revoked_at=sa.func.coalesce(keys.c.revoked_at, sa.func.current_timestamp()),
+            )
+        )
+    op.drop_index("ix_api_keys_prefix", table_name="api_keys")
+    op.create_index("ix_api_keys_prefix", "api_keys", ["prefix"], unique=True)
+
+
+def downgrade() -> None:
+    op.drop_index("ix_api_keys_prefix", table_name="api_keys")
+    op.create_index("ix_api_keys_prefix", "api_keys", ["prefix"])
+    with op.batch_alter_table("admins") as admins:
+        admins.drop_column("disabled_at")
+        admins.drop_column("session_version")
+    with op.batch_alter_table("assessments") as assessments:
+        assessments.drop_column("created_actor")
+        assessments.drop_column("created_key_name")
+        assessments.drop_column("created_key_id")
+    with op.batch_alter_table("transitions") as transitions:
+        transitions.drop_column("key_name")
+        transitions.drop_column("key_id")
