@@ -139,10 +139,11 @@ def keys_create(tenant: str, name: str) -> None:
 @keys_group.command(name="revoke")
 @click.argument("prefix")
 def keys_revoke(prefix: str) -> None:
-    """Revoke the key with this prefix (the part after `wa_`); refused from the next request on."""
+    """Revoke the key with this prefix (the part after `wa_`, or its first 4+ characters when no
+    other key's starts so; or the whole key); refused from the next request on."""
     with store_engine() as engine, engine.db.write() as conn:
-        keys.revoke(conn, prefix)
-    click.echo(f"Revoked key {prefix}.")
+        revoked = keys.revoke(conn, prefix)
+    click.echo(f"Revoked key {revoked.prefix} ({revoked.name}).")
 
 
 @keys_group.command(name="list")

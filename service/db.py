@@ -54,14 +54,15 @@ class Database:
             with conn.begin():
                 yield conn
 
-    def upgrade(self) -> None:
-        """Create or upgrade the schema to the newest migration (run once, by `init`)."""
+    def upgrade(self, revision: str = "head") -> None:
+        """Create or upgrade the schema to the newest migration (run once, by `init`), or to an
+        older `revision` (tests of a migration start there)."""
         if self.url.get_backend_name() == "sqlite" and self.url.database:
             Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
         with _store_errors(), self.engine.begin() as conn:
             config = _alembic_config()
             config.attributes["connection"] = conn
-            command.upgrade(config, "head")
+            command.upgrade(config, revision)
 
     def is_current(self) -> bool:
         """True when the schema is at the newest migration."""

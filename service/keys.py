@@ -4,21 +4,47 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
+from typing import NamedTuple
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
-from service.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthorized
+from service.errors import (
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    Unauthorized,
+    Unavailable,
+)
 from service.limits import MAX_TEXT
 from service.models import ApiKey, utcnow
 from service.workflows import is_identifier
 
 PREFIX_BYTES = 4
+# A draw is taken with odds keys / 2**32 (1 in 430,000 at 10,000 keys): five in a row never are.
+PREFIX_DRAWS = 5
+MIN_REVOKE_PART = 4
+_HEX = re.compile(r"[0-9a-f]+")
 # Built once: this runs on every API request, and building a statement costs more than running it.
 _BY_PREFIX = select(ApiKey.id, ApiKey.name, ApiKey.tenant, ApiKey.digest, ApiKey.revoked_at).where(
     ApiKey.prefix == bindparam("prefix")
 )
+
+
+# A key as revoke finds it: id, prefix, name, tenant, revoked_at.
+_Found = Row[int, str, str, str | None, datetime | None]
+
+
+class Revoked(NamedTuple):
+    """The key a revoke ended: its prefix and name, for the operator to check."""
+
+    prefix: str
+    name: str
 
 
 @dataclass(frozen=True)
@@ -43,18 +69,32 @@ def create(conn: Connection, name: str, tenant: str | None) -> str:
     """Store a new key's digest and return the key itself, which is never stored or shown again.
 
     A key is `wa_<prefix>_<secret>`: the prefix finds the row, the 256-bit secret proves it.
+    Prefixes are unique (a unique index): a draw that is taken, by a row already there or by a
+    concurrent create, is undone to its savepoint and another is drawn.
     """
     if not name.strip() or len(name) > MAX_TEXT:
         raise InvalidRequest(f"key name must be 1-{MAX_TEXT} characters", field="name")
     if tenant is not None and not is_identifier(tenant):
         raise InvalidRequest(f"invalid tenant {tenant!r}", field="tenant")
+    for _ in range(PREFIX_DRAWS):
+        token = _inserted(conn, name, tenant)
+        if token is not None:
+            return token
+    raise Unavailable(f"no free key prefix in {PREFIX_DRAWS} draws; nothing was created")
+
+
+def _inserted(conn: Connection, name: str, tenant: str | None) -> str | None:
+    """A new key on a freshly drawn prefix, or None (nothing written) when the prefix is taken."""
     prefix = secrets.token_hex(PREFIX_BYTES)
     token = f"wa_{prefix}_{secrets.token_urlsafe(32)}"
-    conn.execute(
-        insert(ApiKey).values(
-            name=name, tenant=tenant, prefix=prefix, digest=digest(token), created_at=utcnow()
-        )
+    row = insert(ApiKey).values(
+        name=name, tenant=tenant, prefix=prefix, digest=digest(token), created_at=utcnow()
     )
+    try:
+        with conn.begin_nested():
+            conn.execute(row)
+    except IntegrityError:
+        return None
     return token
 
 
@@ -82,7 +122,8 @@ def has_any(conn: Connection) -> bool:
 def authenticate(conn: Connection, header: str | None) -> Key:
     """The key named by an `Authorization: Bearer ...` header; Unauthorized otherwise.
 
-    The row is found by the key's public prefix and the digests are compared in constant time.
+    The row is found by the key's public prefix, unique, so the one row it finds is the only
+    candidate; the digests are compared in constant time.
     """
     token = _bearer(header)
     parts = token.split("_")
@@ -94,15 +135,50 @@ def authenticate(conn: Connection, header: str | None) -> Key:
     return Key(row.id, row.name, row.tenant)
 
 
-def revoke(conn: Connection, prefix: str) -> None:
-    """Revoke a key by its prefix (the part after `wa_`); it fails from the next request on."""
+def revoke(conn: Connection, given: str) -> Revoked:
+    """Revoke one key; it fails from the next request on. `given` is the key itself, its prefix
+    (with or without `wa_`), or a leading part of the prefix of at least MIN_REVOKE_PART
+    characters. One that fits several keys is refused, naming them, and revokes nothing."""
+    row = _the_key(conn, given)
     result = conn.execute(
         update(ApiKey)
-        .where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))
+        .where(ApiKey.id == row.id, ApiKey.revoked_at.is_(None))
         .values(revoked_at=utcnow())
     )
     if result.rowcount != 1:
-        raise NotFound(f"no active key with prefix {prefix!r}")
+        raise Conflict(f"key {row.prefix} ({row.name}) is revoked already")
+    return Revoked(row.prefix, row.name)
+
+
+def _the_key(conn: Connection, given: str) -> _Found:
+    """The one key `given` names (see revoke); NotFound, or InvalidRequest when ambiguous."""
+    text = given.strip()
+    columns = select(ApiKey.id, ApiKey.prefix, ApiKey.name, ApiKey.tenant, ApiKey.revoked_at)
+    if text.startswith("wa_") and text.count("_") >= 2:  # the whole key: its digest says which
+        row = conn.execute(columns.where(ApiKey.digest == digest(text))).first()
+        if row is None:  # never repeat the secret
+            raise NotFound(f"no key is wa_{text.split('_')[1]}_...")
+        return row
+    part = text.removeprefix("wa_").lower()
+    if not MIN_REVOKE_PART <= len(part) <= 2 * PREFIX_BYTES or not _HEX.fullmatch(part):
+        raise InvalidRequest(
+            f"{given!r} is not a key prefix: give the {2 * PREFIX_BYTES} hex digits after `wa_` "
+            f"that `keys list` shows (at least the first {MIN_REVOKE_PART})",
+            field="prefix",
+        )
+    rows = conn.execute(columns.where(ApiKey.prefix.startswith(part)).order_by(ApiKey.id)).all()
+    if not rows:
+        raise NotFound(f"no key with prefix {part!r} (`workflow-authz keys list` shows them)")
+    if len(rows) > 1:
+        fits = ", ".join(
+            f"{r.prefix} ({r.tenant or '*'}, {'revoked' if r.revoked_at else 'active'}, {r.name})"
+            for r in rows
+        )
+        raise InvalidRequest(
+            f"{part!r} fits {len(rows)} keys: {fits}; give more of the prefix. Nothing was revoked",
+            field="prefix",
+        )
+    return rows[0]
 
 
 def listing(conn: Connection) -> list[dict[str, str | None]]:

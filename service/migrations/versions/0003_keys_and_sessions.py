@@ -7,6 +7,8 @@ Revises: 0002
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -36,29 +38,35 @@ def upgrade() -> None:
 
 
 def _unique_prefixes() -> None:
-    """Make the lookup prefix unique. Where two keys shared one, only the first (lowest id) was
-    ever found by it, so the later ones never authenticated: they are revoked and their prefix
-    marked (`~<id>`), which no presented key can match."""
+    """Make the lookup prefix unique, changing no key's answer. Where keys shared a prefix, the
+    lookup (`WHERE prefix = ?`, first row) only ever checked one of them: on SQLite the first
+    (its index holds ties in id order), on PostgreSQL the first too unless a revoke rewrote that
+    row to another page, which puts it behind. So the row that lookup finds now is kept as it
+    is, and the others, which could not authenticate, are revoked and their prefix marked
+    (`~<id>`: not hex, so no issued key's)."""
     bind = op.get_bind()
     keys = sa.table(
         "api_keys",
         sa.column("id", sa.Integer),
+        sa.column("name", sa.String),
+        sa.column("tenant", sa.String),
         sa.column("prefix", sa.String),
+        sa.column("digest", sa.String),
         sa.column("revoked_at", UTCDateTime()),
     )
-    first = sa.select(sa.func.min(keys.c.id)).group_by(keys.c.prefix)
-    shadowed = bind.execute(
-        sa.select(keys.c.id, keys.c.prefix).where(keys.c.id.not_in(first))
-    ).all()
-    for row in shadowed:
-        bind.execute(
-            keys.update()
-            .where(keys.c.id == row.id)
-            .values(
-                prefix=f"{row.prefix[:4]}~{row.id}",
-                revoked_at=sa.func.coalesce(keys.c.revoked_at, sa.func.current_timestamp()),
+    shared = bind.execute(
+        sa.select(keys.c.prefix).group_by(keys.c.prefix).having(sa.func.count() > 1)
+    ).scalars()
+    now = datetime.now(UTC)
+    for prefix in shared.all():
+        lookup = sa.select(keys.c.id, keys.c.name, keys.c.tenant, keys.c.digest, keys.c.revoked_at)
+        found, *shadowed = bind.execute(lookup.where(keys.c.prefix == prefix)).all()
+        for row in shadowed:
+            bind.execute(
+                keys.update()
+                .where(keys.c.id == row.id)
+                .values(prefix=f"{prefix[:4]}~{row.id}", revoked_at=row.revoked_at or now)
             )
-        )
     op.drop_index("ix_api_keys_prefix", table_name="api_keys")
     op.create_index("ix_api_keys_prefix", "api_keys", ["prefix"], unique=True)
 
