@@ -1,6 +1,11 @@
 """Admin accounts for the web form: created by the CLI, passwords hashed with scrypt (werkzeug),
-checked at login with a lockout after too many failures in a row. No Flask: the admin views are
-thin shells over these functions, and this is the only module that queries the admins table."""
+checked at login with a lockout after too many failures in a row, disabled and enabled, and their
+sessions ended. No Flask: the admin views and the CLI are thin shells over these functions, and
+this is the only module that queries the admins table.
+
+Every session carries the account's `session_version` from its login and is valid only while the
+account still has that version and is not disabled: logging out, a new password and disabling bump
+the version, which ends every session of the account (every browser) at once."""
 
 from __future__ import annotations
 
@@ -8,18 +13,20 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
+from typing import Literal
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, Update, insert, or_, select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from service.db import Database
-from service.errors import Conflict, InvalidRequest
+from service.errors import Conflict, InvalidRequest, NotFound
 from service.models import Admin, utcnow
 from service.workflows import IDENTIFIER_RULE, is_identifier
 
 MIN_PASSWORD = 12
 MAX_FAILED_LOGINS = 5
 LOCKOUT = timedelta(minutes=15)
+State = Literal["active", "disabled", "locked"]
 
 
 @dataclass(frozen=True)
@@ -33,10 +40,22 @@ class Account:
 
 @dataclass(frozen=True)
 class LoginResult:
-    """A login attempt's outcome: the admin's id on success, the lock's end when locked."""
+    """A login attempt's outcome: on success the admin's id and the session version to carry;
+    the lock's end when locked."""
 
     admin_id: int | None
     locked_until: datetime | None = None
+    session_version: int = 0
+
+
+@dataclass(frozen=True)
+class Listed:
+    """An admin as `admins list` shows it; `tenant` None means every tenant."""
+
+    username: str
+    tenant: str | None
+    state: State
+    created_at: datetime
 
 
 def create_admin(conn: Connection, username: str, tenant: str | None, password: str) -> None:
@@ -45,10 +64,7 @@ def create_admin(conn: Connection, username: str, tenant: str | None, password: 
         raise InvalidRequest(f"username must be {IDENTIFIER_RULE}", field="username")
     if tenant is not None and not is_identifier(tenant):
         raise InvalidRequest(f"invalid tenant {tenant!r}", field="tenant")
-    if len(password) < MIN_PASSWORD:
-        raise InvalidRequest(
-            f"the password needs at least {MIN_PASSWORD} characters", field="password"
-        )
+    _check_password(password)
     if conn.execute(select(Admin.id).where(Admin.username == username)).first() is not None:
         raise Conflict(f"admin {username!r} already exists", field="username")
     conn.execute(
@@ -67,41 +83,62 @@ def has_any(conn: Connection) -> bool:
     return conn.execute(select(Admin.id).limit(1)).first() is not None
 
 
-def find(conn: Connection, admin_id: int) -> Account | None:
-    """The admin with this id, or None (a deleted admin's session no longer signs anyone in)."""
+def signed_in(conn: Connection, admin_id: int, session_version: int) -> Account | None:
+    """The admin a session names, in one query by primary key; None when that session has ended:
+    the account is gone or disabled, or its version moved on (logout, new password, disable)."""
     row = conn.execute(
-        select(Admin.id, Admin.username, Admin.tenant).where(Admin.id == admin_id)
+        select(Admin.id, Admin.username, Admin.tenant).where(
+            Admin.id == admin_id,
+            Admin.session_version == session_version,
+            Admin.disabled_at.is_(None),
+        )
     ).one_or_none()
     return None if row is None else Account(row.id, row.username, row.tenant)
 
 
+def end_sessions(conn: Connection, admin_id: int) -> None:
+    """End every session of this admin, in every browser (logging out)."""
+    conn.execute(_next_session_version(admin_id))
+
+
 def check_login(db: Database, username: str, password: str) -> LoginResult:
     """Check a password, counting failures: after MAX_FAILED_LOGINS in a row the account is
-    locked for LOCKOUT. The slow hash is checked outside any write transaction."""
+    locked for LOCKOUT. A disabled account is refused as an unknown name is (no hint, no count).
+    The slow hash is checked outside any write transaction."""
     with db.read() as conn:
         row = conn.execute(
-            select(Admin.id, Admin.password_hash, Admin.locked_until).where(
+            select(Admin.id, Admin.password_hash, Admin.locked_until, Admin.disabled_at).where(
                 Admin.username == username
             )
         ).one_or_none()
-    if row is None:
-        check_password_hash(_dummy_hash(), password)  # as slow as for a real account
+    if row is None or row.disabled_at is not None:
+        check_password_hash(_dummy_hash(), password)  # as slow as for a usable account
         return LoginResult(None)
     if row.locked_until is not None and row.locked_until > utcnow():
         return LoginResult(None, row.locked_until)
     correct = check_password_hash(row.password_hash, password)
     with db.write() as conn:
-        return _record_login(conn, row.id, correct)
+        return _record_login(conn, row.id, row.password_hash, correct)
 
 
-def _record_login(conn: Connection, admin_id: int, correct: bool) -> LoginResult:
-    """Reset the failure count on success; count a failure and lock when it reaches the limit."""
+def _record_login(conn: Connection, admin_id: int, checked: str, correct: bool) -> LoginResult:
+    """Reset the failure count on success; count a failure and lock when it reaches the limit.
+    Refused outright when the account was disabled or given a new password (`checked` is the
+    hash the password was checked against) while the hash was being checked."""
     now = utcnow()
     row = conn.execute(
-        select(Admin.failed_logins, Admin.locked_until)
+        select(
+            Admin.failed_logins,
+            Admin.locked_until,
+            Admin.password_hash,
+            Admin.disabled_at,
+            Admin.session_version,
+        )
         .where(Admin.id == admin_id)
         .with_for_update()
     ).one()
+    if row.disabled_at is not None or row.password_hash != checked:
+        return LoginResult(None)
     if row.locked_until is not None and row.locked_until > now:
         return LoginResult(None, row.locked_until)  # locked by a concurrent attempt
     failures = 0 if correct else row.failed_logins + 1
@@ -111,7 +148,124 @@ def _record_login(conn: Connection, admin_id: int, correct: bool) -> LoginResult
         .where(Admin.id == admin_id)
         .values(failed_logins=0 if until else failures, locked_until=until)
     )
-    return LoginResult(admin_id if correct else None, until)
+    return LoginResult(admin_id if correct else None, until, row.session_version)
+
+
+# -- the CLI's lifecycle: list, disable, enable, reset-password, unlock ----------------------------
+
+
+def listing(conn: Connection) -> list[Listed]:
+    """Every admin by name: tenant, state (disabled before locked before active), created."""
+    now = utcnow()
+    rows = conn.execute(
+        select(
+            Admin.username, Admin.tenant, Admin.disabled_at, Admin.locked_until, Admin.created_at
+        ).order_by(Admin.username)
+    )
+    return [
+        Listed(r.username, r.tenant, _state(r.disabled_at, r.locked_until, now), r.created_at)
+        for r in rows
+    ]
+
+
+def _state(disabled_at: datetime | None, locked_until: datetime | None, now: datetime) -> State:
+    if disabled_at is not None:
+        return "disabled"
+    return "locked" if locked_until is not None and locked_until > now else "active"
+
+
+def disable(conn: Connection, username: str) -> bool:
+    """Disable an admin and end its sessions; False if it was disabled already. Conflict for the
+    last active all-tenant admin, which would leave nobody to manage every tenant.
+
+    The admin and every active all-tenant admin are locked first, in id order: of two concurrent
+    disables of the last two, the second waits, then sees the first's commit and is refused
+    (SQLite's write transactions are serial anyway)."""
+    rows = conn.execute(
+        select(Admin.id, Admin.username, Admin.tenant, Admin.disabled_at)
+        .where(
+            or_(
+                Admin.username == username,
+                Admin.tenant.is_(None) & Admin.disabled_at.is_(None),
+            )
+        )
+        .order_by(Admin.id)
+        .with_for_update()
+    ).all()
+    target = next((row for row in rows if row.username == username), None)
+    if target is None:
+        raise _unknown(username)
+    if target.disabled_at is not None:
+        return False
+    if target.tenant is None and len(rows) == 1:
+        raise Conflict(
+            f"{username!r} is the last active admin for every tenant: create or enable another "
+            "(`workflow-authz admins create --tenant '*' ...`) before disabling this one",
+            field="username",
+        )
+    conn.execute(_next_session_version(target.id).values(disabled_at=utcnow()))
+    return True
+
+
+def enable(conn: Connection, username: str) -> bool:
+    """Let a disabled admin log in again; False if it was not disabled."""
+    result = conn.execute(
+        update(Admin)
+        .where(Admin.id == _locked_id(conn, username), Admin.disabled_at.is_not(None))
+        .values(disabled_at=None)
+    )
+    return result.rowcount == 1
+
+
+def reset_password(conn: Connection, username: str, password: str) -> None:
+    """Give an admin a new password: ends its sessions and clears its lockout (a disabled admin
+    stays disabled)."""
+    _check_password(password)
+    admin_id = _locked_id(conn, username)
+    conn.execute(
+        _next_session_version(admin_id).values(
+            password_hash=generate_password_hash(password), failed_logins=0, locked_until=None
+        )
+    )
+
+
+def unlock(conn: Connection, username: str) -> None:
+    """Clear an admin's failed logins and lockout."""
+    conn.execute(
+        update(Admin)
+        .where(Admin.id == _locked_id(conn, username))
+        .values(failed_logins=0, locked_until=None)
+    )
+
+
+def _locked_id(conn: Connection, username: str) -> int:
+    """The admin's id, its row locked for this transaction; NotFound for an unknown name."""
+    admin_id = conn.execute(
+        select(Admin.id).where(Admin.username == username).with_for_update()
+    ).scalar()
+    if admin_id is None:
+        raise _unknown(username)
+    return admin_id
+
+
+def _unknown(username: str) -> NotFound:
+    return NotFound(
+        f"no admin named {username!r} (`workflow-authz admins list` shows them)", field="username"
+    )
+
+
+def _next_session_version(admin_id: int) -> Update:
+    """The update that ends every session of an admin; callers may add values to it."""
+    return (
+        update(Admin).where(Admin.id == admin_id).values(session_version=Admin.session_version + 1)
+    )
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise InvalidRequest(
+            f"the password needs at least {MIN_PASSWORD} characters", field="password"
+        )
 
 
 @cache

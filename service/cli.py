@@ -15,6 +15,7 @@ from service.admin import secret_key
 from service.checker.rows import read_policy_file
 from service.cli_errors import CommandError, loading, settings, store_engine
 from service.config import PREFIX, SETTINGS
+from service.models import iso
 from service.policies.store import DEFAULT_TENANT, current_version, tenants
 from service.policy_cli import (
     check_command,
@@ -189,7 +190,7 @@ def tenants_list() -> None:
 
 @main.group(name="admins")
 def admins_group() -> None:
-    """Create admin accounts for the web form."""
+    """Create, list, disable and enable admin accounts for the web form; reset their passwords."""
 
 
 @admins_group.command(name="create")
@@ -197,10 +198,62 @@ def admins_group() -> None:
 @click.option("--username", required=True)
 def admins_create(tenant: str, username: str) -> None:
     """Create an admin; the password is read from standard input (first line)."""
-    password = sys.stdin.readline().rstrip("\n")
+    password = _password_from_stdin()
     with store_engine() as engine, engine.db.write() as conn:
         accounts.create_admin(conn, username, _existing_tenant(conn, tenant), password)
     click.echo(f"Created admin {username!r}.")
+
+
+@admins_group.command(name="list")
+def admins_list() -> None:
+    """List admins: username, tenant ('*' for all), state (active, disabled, locked), created."""
+    with store_engine() as engine, engine.db.read() as conn:
+        for admin in accounts.listing(conn):
+            tenant = admin.tenant or ALL_TENANTS
+            click.echo(f"{admin.username}\t{tenant}\t{admin.state}\t{iso(admin.created_at)}")
+
+
+@admins_group.command(name="disable")
+@click.argument("username")
+def admins_disable(username: str) -> None:
+    """Refuse the admin's logins and end its sessions (never the last all-tenant admin's)."""
+    with store_engine() as engine, engine.db.write() as conn:
+        changed = accounts.disable(conn, username)
+    click.echo(f"Disabled admin {username!r}." if changed else f"{username!r} was disabled before.")
+
+
+@admins_group.command(name="enable")
+@click.argument("username")
+def admins_enable(username: str) -> None:
+    """Let a disabled admin log in again."""
+    with store_engine() as engine, engine.db.write() as conn:
+        changed = accounts.enable(conn, username)
+    click.echo(f"Enabled admin {username!r}." if changed else f"{username!r} was not disabled.")
+
+
+@admins_group.command(name="reset-password")
+@click.argument("username")
+def admins_reset_password(username: str) -> None:
+    """Set a new password, read from standard input (first line); ends the admin's sessions and
+    clears its lockout."""
+    password = _password_from_stdin()
+    with store_engine() as engine, engine.db.write() as conn:
+        accounts.reset_password(conn, username, password)
+    click.echo(f"New password set for {username!r}; its sessions are ended.")
+
+
+@admins_group.command(name="unlock")
+@click.argument("username")
+def admins_unlock(username: str) -> None:
+    """Clear the admin's failed logins and lockout."""
+    with store_engine() as engine, engine.db.write() as conn:
+        accounts.unlock(conn, username)
+    click.echo(f"Unlocked admin {username!r}.")
+
+
+def _password_from_stdin() -> str:
+    """The first line of standard input: a password never appears in arguments or history."""
+    return sys.stdin.readline().rstrip("\n")
 
 
 @main.command(name="config")

@@ -10,6 +10,7 @@ from flask.typing import ResponseReturnValue
 
 from service import accounts
 from service.admin.blueprint import bp, csrf, when
+from service.admin.context import admin
 from service.db import store
 from service.models import utcnow
 
@@ -23,20 +24,21 @@ def guard() -> ResponseReturnValue | None:
         csrf.protect()
     if request.endpoint in PUBLIC_ENDPOINTS:
         return None
-    admin = _signed_in()
-    if admin is None:
+    account = _signed_in()
+    if account is None:
         return redirect(url_for("admin.login", next=_here()))
-    g.admin = admin
+    g.admin = account
     return None
 
 
 def _signed_in() -> accounts.Account | None:
-    """The admin named by the session, read again from the store (a deleted admin is out)."""
-    admin_id = session.get("admin_id")
-    if not isinstance(admin_id, int):
+    """The admin named by the session, read again from the store: a session that was ended
+    (logout, new password, disabled or deleted account) signs nobody in, and is dropped."""
+    admin_id, version = session.get("admin_id"), session.get("session_version")
+    if not isinstance(admin_id, int) or not isinstance(version, int):
         return None
     with store().read() as conn:
-        account = accounts.find(conn, admin_id)
+        account = accounts.signed_in(conn, admin_id, version)
     if account is None:
         session.clear()
     return account
@@ -60,6 +62,7 @@ def login() -> ResponseReturnValue:
     session.clear()  # a fresh session: no fixation of one made before logging in
     session.permanent = True
     session["admin_id"] = result.admin_id
+    session["session_version"] = result.session_version
     return redirect(_safe_next(request.form.get("next", "")), 303)
 
 
@@ -88,7 +91,9 @@ def _safe_next(target: str) -> str:
 
 @bp.post("/logout")
 def logout() -> ResponseReturnValue:
-    """End the session."""
+    """End every session of this admin, in every browser: a copy of the cookie is refused too."""
+    with store().write() as conn:
+        accounts.end_sessions(conn, admin().id)
     session.clear()
     flash("You are logged out.")
     return redirect(url_for("admin.login"), 303)
