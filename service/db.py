@@ -13,7 +13,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from flask import Flask, current_app
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from service.errors import Unavailable
 
@@ -92,7 +92,7 @@ def _store_errors() -> Iterator[None]:
     try:
         yield
     except DBAPIError as exc:
-        if exc.orig is not None and type(exc.orig).__name__ == "IntegrityError":
+        if isinstance(exc, IntegrityError):  # psycopg's UniqueViolation, sqlite3's IntegrityError
             raise
         error = Unavailable("the store cannot be reached or failed; nothing was allowed")
         error.retryable = exc.connection_invalidated

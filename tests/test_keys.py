@@ -243,8 +243,7 @@ def test_migration_0003_keeps_the_key_a_shared_prefix_found_and_revokes_the_othe
     for name in ("first", "revoked-first", "alone"):
         assert stored[name].prefix == prefix(tokens[name])
     assert stored["revoked-first"].revoked_at == revoked_at, "its revocation is kept"
-    # The engine's own transaction: db.write reports psycopg's UniqueViolation as Unavailable.
-    with pytest.raises(IntegrityError), db.engine.begin() as conn:
+    with pytest.raises(IntegrityError), db.write() as conn:
         conn.execute(insert(ApiKey).values(raw_key("copy", "aaaa0000")))
 
 
