@@ -20,12 +20,14 @@ from sqlalchemy import func, select, update
 from service import accounts, create_app, policy_changes
 from service.accounts import MAX_FAILED_LOGINS
 from service.admin.audit import PAGE_SIZE
+from service.audit import HistoryGap, PolicyEdit, policy_at
 from service.cli import default_cells
 from service.config import ConfigError
 from service.db import Database
 from service.models import Admin, PolicyChange, utcnow
 from service.policies import PolicyEngine
 from service.policies.store import current_version, tenant_cells
+from service.workflows import Cell, CellChange
 from tests.conftest import Api
 
 PASSWORD = "correct horse battery staple"
@@ -448,6 +450,67 @@ def test_reviewing_an_unchanged_form_says_there_is_nothing_to_review(
     response = sysadmin.post("/admin/workflow/behaviour", data=behaviour_form(sysadmin))
     assert "Nothing to review" in response.text
     assert stored(db) == before
+
+
+# -- rebuilding an older version from the audit trail (pure) ---------------------------------------
+
+AT = utcnow()
+
+
+def edit(version: int, cell: Cell, after: bool, actor: str = "deputy") -> PolicyEdit:
+    return PolicyEdit(version, actor, AT, CellChange(cell, not after, after))
+
+
+LEARNER_SEES_REGISTRATION = ("learner", "behaviour", "group_registration", "view")
+PARENT_SEES_REGISTRATION = ("parent", "behaviour", "group_registration", "view")
+LEARNER_SEES_COURSES = ("learner", "assessment", "course_registration", "view")
+TRAIL = [  # version 2 ticks two cells, 3 one in another area, 4 unticks the first again
+    edit(2, LEARNER_SEES_REGISTRATION, True),
+    edit(2, PARENT_SEES_REGISTRATION, True),
+    edit(3, LEARNER_SEES_COURSES, True),
+    edit(4, LEARNER_SEES_REGISTRATION, False, actor="sysadmin"),
+]
+AT_4 = frozenset({PARENT_SEES_APPROVAL, PARENT_SEES_REGISTRATION})
+
+
+@pytest.mark.parametrize(
+    "version, cells",
+    [
+        (4, AT_4),
+        (3, AT_4 | {LEARNER_SEES_REGISTRATION}),
+        (2, AT_4 | {LEARNER_SEES_REGISTRATION}),
+        (1, frozenset({PARENT_SEES_APPROVAL})),
+    ],
+)
+def test_an_areas_older_version_is_rebuilt_by_undoing_the_audit_trail(
+    version: int, cells: frozenset[Cell]
+) -> None:
+    assert policy_at(AT_4, 4, TRAIL, version, area="behaviour") == cells
+
+
+def test_the_whole_tenant_is_rebuilt_without_an_area() -> None:
+    now = AT_4 | {LEARNER_SEES_COURSES}
+    assert policy_at(now, 4, TRAIL, 2) == AT_4 | {LEARNER_SEES_REGISTRATION}
+    assert policy_at(now, 4, TRAIL, 1) == {PARENT_SEES_APPROVAL}
+
+
+@pytest.mark.parametrize(
+    "now, trail, version, why",
+    [
+        (AT_4, TRAIL, 5, "version 5 is not one this policy has had (it is at version 4)"),
+        (AT_4, TRAIL, 0, "version 0 is not one"),
+        (AT_4, TRAIL, -3, "version -3 is not one"),
+        (AT_4, TRAIL[3:], 1, "no record of version 2 and 1 more, so version 1 cannot be rebuilt"),
+        (AT_4, TRAIL[:2] + TRAIL[3:], 2, "no record of version 3, so version 2 cannot be"),
+        (AT_4 - {PARENT_SEES_REGISTRATION}, TRAIL, 1, "not match the audit trail of version 2"),
+        (AT_4, [*TRAIL, edit(5, PARENT_SEES_APPROVAL, True)], 2, "a version newer than version 4"),
+    ],
+)
+def test_a_version_the_trail_cannot_rebuild_is_refused_with_the_reason(
+    now: frozenset[Cell], trail: list[PolicyEdit], version: int, why: str
+) -> None:
+    with pytest.raises(HistoryGap, match=re.escape(why)):
+        policy_at(now, 4, trail, version, area="behaviour")
 
 
 # -- audit -----------------------------------------------------------------------------------------
