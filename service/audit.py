@@ -2,12 +2,14 @@
 
 Policy changes are written here, one row per changed cell in the write's own transaction
 (policy_changes.save); transitions are written by each move (transitions.py). `history` merges
-both into one trail, newest first.
+both into one trail, newest first. Since every version a write makes has its changed cells here,
+`policy_at` can rebuild an older version's cells from those in force (`policy_edits_after` reads
+what it undoes).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -26,7 +28,7 @@ from sqlalchemy import (
 )
 
 from service.models import Assessment, PolicyChange, Transition, utcnow
-from service.workflows import CellChange
+from service.workflows import Cell, CellChange
 
 Kind = Literal["policy", "transition"]
 
@@ -153,3 +155,91 @@ def record_policy_changes(
             for c in changes
         ],
     )
+
+
+@dataclass(frozen=True)
+class PolicyEdit:
+    """One audited cell of a policy write: the version the write made, who made it and when."""
+
+    version: int
+    actor: str
+    at: datetime
+    change: CellChange
+
+
+class HistoryGap(ValueError):
+    """The audit trail cannot rebuild the policy at a version; the message says why."""
+
+
+def policy_edits_after(conn: Connection, tenant: str, version: int) -> list[PolicyEdit]:
+    """Every audited cell change of the tenant made after `version`, oldest first (one query)."""
+    query = (
+        select(
+            PolicyChange.version,
+            PolicyChange.actor,
+            PolicyChange.at,
+            PolicyChange.role,
+            PolicyChange.area,
+            PolicyChange.phase,
+            PolicyChange.action,
+            PolicyChange.before,
+            PolicyChange.after,
+        )
+        .where(PolicyChange.tenant == tenant, PolicyChange.version > version)
+        .order_by(PolicyChange.version, PolicyChange.id)
+    )
+    return [
+        PolicyEdit(
+            row.version,
+            row.actor,
+            row.at,
+            CellChange((row.role, row.area, row.phase, row.action), row.before, row.after),
+        )
+        for row in conn.execute(query)
+    ]
+
+
+def policy_at(
+    cells_now: Iterable[Cell],
+    version_now: int,
+    edits: Sequence[PolicyEdit],
+    version: int,
+    area: str | None = None,
+) -> frozenset[Cell]:
+    """The cells in force at `version`, rebuilt from those in force at `version_now` (of one area,
+    when given) by undoing, newest first, each edit after it. Pure. HistoryGap when it cannot be
+    done: no such version, a version the trail has no record of (history older than the audit),
+    or an edit the cells in force contradict (rows changed behind the audit's back)."""
+    _check_reachable(version_now, edits, version)
+    cells = set(cells_now)
+    undo = [e for e in edits if e.version > version and area in (None, e.change.cell[1])]
+    for edit in sorted(undo, key=lambda e: e.version, reverse=True):
+        cell, before, after = edit.change.cell, edit.change.before, edit.change.after
+        if (cell in cells) != after:
+            raise HistoryGap(
+                f"the policy in force does not match the audit trail of version {edit.version}"
+            )
+        if before:
+            cells.add(cell)
+        else:
+            cells.discard(cell)
+    return frozenset(cells)
+
+
+def _check_reachable(version_now: int, edits: Sequence[PolicyEdit], version: int) -> None:
+    """HistoryGap unless `version` is one the tenant had and the trail records every later one
+    (every write that makes a version audits at least one cell)."""
+    if version < 1 or version > version_now:
+        raise HistoryGap(
+            f"version {version} is not one this policy has had (it is at version {version_now})"
+        )
+    recorded = {e.version for e in edits if e.version > version}
+    if max(recorded, default=version) > version_now:
+        raise HistoryGap(f"the audit trail records a version newer than version {version_now}")
+    missing = sorted(set(range(version + 1, version_now + 1)) - recorded)
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise HistoryGap(
+            f"the audit trail has no record of version {missing[0]}{more}, so version {version} "
+            "cannot be rebuilt"
+        )

@@ -20,12 +20,15 @@ from sqlalchemy import func, select, update
 from service import accounts, create_app, policy_changes
 from service.accounts import MAX_FAILED_LOGINS
 from service.admin.audit import PAGE_SIZE
+from service.audit import HistoryGap, PolicyEdit, policy_at
 from service.cli import default_cells
 from service.config import ConfigError
 from service.db import Database
 from service.models import Admin, PolicyChange, utcnow
 from service.policies import PolicyEngine
+from service.policies import store as rows
 from service.policies.store import current_version, tenant_cells
+from service.workflows import Cell, CellChange
 from tests.conftest import Api
 
 PASSWORD = "correct horse battery staple"
@@ -448,6 +451,273 @@ def test_reviewing_an_unchanged_form_says_there_is_nothing_to_review(
     response = sysadmin.post("/admin/workflow/behaviour", data=behaviour_form(sysadmin))
     assert "Nothing to review" in response.text
     assert stored(db) == before
+
+
+# -- a stale form: your changes against what you loaded, theirs since, and yours on top ----------
+
+LEARNER_SEES_REGISTRATION = ("learner", "behaviour", "group_registration", "view")
+EXTERNAL_SEES_REGISTRATION = ("external_system", "behaviour", "group_registration", "view")
+
+
+@pytest.fixture
+def deputy(app: Flask, db: Database) -> FlaskClient:
+    """A second admin of every tenant, in a browser session of its own."""
+    client = app.test_client()
+    make_admin(db, "deputy")
+    assert log_in(client, "deputy").status_code == 303
+    return client
+
+
+def save_form(client: FlaskClient, **fields: str | None) -> None:
+    """Load the behaviour page, set (a value) or clear (None) fields, review and save it."""
+    form = behaviour_form(client)
+    for name, value in fields.items():
+        if value is None:
+            form.pop(name, None)
+        else:
+            form[name] = value
+    review = client.post("/admin/workflow/behaviour", data=form)
+    saved = client.post(
+        "/admin/workflow/behaviour", data=form_fields(review.text, "confirm") | {"step": "save"}
+    )
+    assert saved.status_code == 303
+
+
+def items(html: str, list_id: str) -> list[str]:
+    """The plain text of each item of the page's list with this id ([] when there is none)."""
+    found = re.search(rf'<ul[^>]* id="{list_id}"[^>]*>(.*?)</ul>', html, re.S)
+    if found is None:
+        return []
+    texts = re.findall(r"<li[^>]*>(.*?)</li>", found.group(1), re.S)
+    return [re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", t)).strip() for t in texts]
+
+
+def loaded_for(client: FlaskClient, form: dict[str, str], step: str) -> dict[str, str]:
+    """What a browser will post later from a form loaded now: the form itself (to review it),
+    or its review page's confirmation (to save it)."""
+    if step == "review":
+        return form
+    review = client.post("/admin/workflow/behaviour", data=form)
+    assert review.status_code == 200
+    return form_fields(review.text, "confirm") | {"step": "save"}
+
+
+@pytest.mark.parametrize("step", ["review", "save"])
+def test_a_stale_form_lists_only_your_changes_and_applies_them_on_top_of_theirs(
+    sysadmin: FlaskClient, deputy: FlaskClient, db: Database, api: Api, step: str
+) -> None:
+    mine = behaviour_form(sysadmin) | {"view-group_registration-external_system": "on"}
+    mine = loaded_for(sysadmin, mine, step)
+    save_form(deputy, **{"view-group_registration-learner": "on"})
+    after_theirs = stored(db)
+    refused = sysadmin.post("/admin/workflow/behaviour", data=mine)
+    assert refused.status_code == 409 and stored(db) == after_theirs
+    assert "no longer" not in refused.text, "nothing of theirs is offered for undoing"
+    assert items(refused.text, "yours") == [
+        "External systems will be able to see Behaviour in the Group registration phase"
+    ], "the diff is against the version the form was loaded at, not against theirs"
+    assert re.fullmatch(
+        r"deputy, version 2 on \S+ \S+ UTC: Learners were allowed to see Behaviour in the Group "
+        r"registration phase",
+        items(refused.text, "theirs")[0],
+    )
+    assert items(refused.text, "conflicts") == []
+    replayed = form_fields(refused.text, "replay")
+    assert replayed["version"] == "2"
+    back = replayed | {"step": "back"}
+    edit = form_fields(sysadmin.post("/admin/workflow/behaviour", data=back).text)
+    assert edit["view-group_registration-learner"] == "on", "edit yours on top of theirs"
+    assert edit["view-group_registration-external_system"] == "on"
+    assert edit["version"] == "2" and stored(db) == after_theirs
+    review = sysadmin.post("/admin/workflow/behaviour", data=replayed | {"step": "review"})
+    assert review.status_code == 200
+    assert items(review.text, "changes") == [
+        "External systems will be able to see Behaviour in the Group registration phase"
+    ]
+    saved = sysadmin.post(
+        "/admin/workflow/behaviour", data=form_fields(review.text, "confirm") | {"step": "save"}
+    )
+    assert saved.status_code == 303
+    assert authorize(api, "learner", "group_registration"), "their tick is kept"
+    assert authorize(api, "external_system", "group_registration")
+    with db.read() as conn:
+        last = conn.execute(select(PolicyChange).where(PolicyChange.version == 3)).all()
+    assert [(a.role, a.phase, a.actor) for a in last] == [
+        ("external_system", "group_registration", "sysadmin")
+    ]
+
+
+def test_a_stale_form_says_which_of_your_changes_are_already_in_force_or_conflict(
+    sysadmin: FlaskClient, deputy: FlaskClient, db: Database, api: Api
+) -> None:
+    mine = behaviour_form(sysadmin) | {
+        "view-group_registration-parent": "on",
+        "responsible-organisation_approval": "course_teacher",
+    }
+    save_form(
+        deputy,
+        **{"view-group_registration-parent": "on", "responsible-organisation_approval": "mentor"},
+    )
+    refused = sysadmin.post("/admin/workflow/behaviour", data=mine)
+    assert refused.status_code == 409
+    assert items(refused.text, "conflicts") == [
+        "Already in force: Parents will be able to see Behaviour in the Group registration "
+        "phase. deputy made the same change in version 2.",
+        "Already in force: Headteachers will no longer be responsible for advancing Behaviour "
+        "from the Organisation approval phase. deputy made the same change in version 2.",
+        "Conflict: Course teachers will be responsible for advancing Behaviour from the "
+        "Organisation approval phase, but deputy changed it meanwhile, in version 2: Mentors "
+        "were made responsible for advancing Behaviour from the Organisation approval phase. "
+        "Applying yours reverses that.",
+    ]
+    replayed = form_fields(refused.text, "replay") | {"step": "review"}
+    review = sysadmin.post("/admin/workflow/behaviour", data=replayed)
+    assert items(review.text, "changes") == [
+        "Mentors will no longer be responsible for advancing Behaviour from the Organisation "
+        "approval phase",
+        "Course teachers will be able to see Behaviour in the Organisation approval phase",
+        "Course teachers will be responsible for advancing Behaviour from the Organisation "
+        "approval phase",
+    ], "yours replaces their choice, in plain sight, and nothing is already in force twice"
+    saved = sysadmin.post(
+        "/admin/workflow/behaviour", data=form_fields(review.text, "confirm") | {"step": "save"}
+    )
+    assert saved.status_code == 303 and stored(db)[0] == 3
+    assert authorize(api, "course_teacher", "organisation_approval", "advance")
+    assert not authorize(api, "mentor", "organisation_approval", "advance")
+    assert authorize(api, "parent", "group_registration")
+
+
+def test_a_stale_form_whose_changes_are_all_in_force_offers_nothing_to_apply(
+    sysadmin: FlaskClient, deputy: FlaskClient
+) -> None:
+    mine = behaviour_form(sysadmin) | {"view-group_registration-parent": "on"}
+    save_form(deputy, **{"view-group_registration-parent": "on"})
+    refused = re.sub(r"\s+", " ", sysadmin.post("/admin/workflow/behaviour", data=mine).text)
+    assert "Nothing left to apply: your changes are already in force." in refused
+    assert form_fields(refused, "replay") == {}
+
+
+def test_a_stale_form_warns_when_yours_reverses_a_cell_they_changed_and_set_back(
+    sysadmin: FlaskClient, deputy: FlaskClient
+) -> None:
+    mine = behaviour_form(sysadmin) | {"view-group_registration-learner": "on"}
+    save_form(deputy, **{"view-group_registration-learner": "on"})
+    save_form(deputy, **{"view-group_registration-learner": None})
+    refused = sysadmin.post("/admin/workflow/behaviour", data=mine)
+    assert items(refused.text, "conflicts") == [
+        "Conflict: Learners will be able to see Behaviour in the Group registration phase, but "
+        "deputy changed it meanwhile, in version 3: Learners were no longer allowed to see "
+        "Behaviour in the Group registration phase. Applying yours reverses that."
+    ]
+    assert len(items(refused.text, "theirs")) == 2
+    assert form_fields(refused.text, "replay")["view-group_registration-learner"] == "on"
+
+
+def test_a_stale_form_of_an_area_nobody_else_changed_says_so(
+    sysadmin: FlaskClient, deputy: FlaskClient
+) -> None:
+    mine = behaviour_form(sysadmin) | {"view-group_registration-learner": "on"}
+    other = form_fields(deputy.get("/admin/workflow/assessment?tenant=default").text)
+    other["view-course_registration-learner"] = "on"
+    review = deputy.post("/admin/workflow/assessment", data=other)
+    deputy.post(
+        "/admin/workflow/assessment", data=form_fields(review.text, "confirm") | {"step": "save"}
+    )
+    refused = re.sub(r"\s+", " ", sysadmin.post("/admin/workflow/behaviour", data=mine).text)
+    assert "Nothing in Behaviour." in refused
+    assert "Other areas: 1 change, listed in" in refused
+    assert items(refused, "yours") == [
+        "Learners will be able to see Behaviour in the Group registration phase"
+    ]
+
+
+@pytest.mark.parametrize(
+    "version, why",
+    [
+        ("7", "version 7 is not one this policy has had (it is at version 2)"),
+        ("0", "version 0 is not one this policy has had (it is at version 2)"),
+        ("-99999999999999999999999", "is not one this policy has had"),
+        ("1", "the audit trail has no record of version 2, so version 1 cannot be rebuilt"),
+    ],
+)
+def test_a_stale_form_whose_version_cannot_be_rebuilt_says_why_and_offers_no_replay(
+    sysadmin: FlaskClient, db: Database, policy_engine: PolicyEngine, version: str, why: str
+) -> None:
+    mine = behaviour_form(sysadmin) | {"view-group_registration-learner": "on", "version": version}
+    with db.write() as conn:  # a version the audit never saw, as history from before the audit
+        rows.bump(conn, "default", 1, "legacy")
+        rows.insert_cells(conn, "default", {EXTERNAL_SEES_REGISTRATION})
+    policy_engine.forget("default")
+    before = stored(db)
+    refused = sysadmin.post("/admin/workflow/behaviour", data=mine)
+    assert refused.status_code == 409 and stored(db) == before
+    text = re.sub(r"\s+", " ", refused.text)
+    assert "Your changes cannot be told apart from theirs: " in text and why in text
+    assert "Some may undo someone else's change rather than make yours" in text
+    assert "External systems will no longer be able to see" in text, "flagged, not hidden"
+    assert form_fields(refused.text, "replay") == {}, "nothing to apply blindly"
+    assert form_fields(refused.text)["version"] == "2"
+
+
+# -- rebuilding an older version from the audit trail (pure) ---------------------------------------
+
+AT = utcnow()
+
+
+def edit(version: int, cell: Cell, after: bool, actor: str = "deputy") -> PolicyEdit:
+    return PolicyEdit(version, actor, AT, CellChange(cell, not after, after))
+
+
+PARENT_SEES_REGISTRATION = ("parent", "behaviour", "group_registration", "view")
+LEARNER_SEES_COURSES = ("learner", "assessment", "course_registration", "view")
+TRAIL = [  # version 2 ticks two cells, 3 one in another area, 4 unticks the first again
+    edit(2, LEARNER_SEES_REGISTRATION, True),
+    edit(2, PARENT_SEES_REGISTRATION, True),
+    edit(3, LEARNER_SEES_COURSES, True),
+    edit(4, LEARNER_SEES_REGISTRATION, False, actor="sysadmin"),
+]
+AT_4 = frozenset({PARENT_SEES_APPROVAL, PARENT_SEES_REGISTRATION})
+
+
+@pytest.mark.parametrize(
+    "version, cells",
+    [
+        (4, AT_4),
+        (3, AT_4 | {LEARNER_SEES_REGISTRATION}),
+        (2, AT_4 | {LEARNER_SEES_REGISTRATION}),
+        (1, frozenset({PARENT_SEES_APPROVAL})),
+    ],
+)
+def test_an_areas_older_version_is_rebuilt_by_undoing_the_audit_trail(
+    version: int, cells: frozenset[Cell]
+) -> None:
+    assert policy_at(AT_4, 4, TRAIL, version, area="behaviour") == cells
+
+
+def test_the_whole_tenant_is_rebuilt_without_an_area() -> None:
+    now = AT_4 | {LEARNER_SEES_COURSES}
+    assert policy_at(now, 4, TRAIL, 2) == AT_4 | {LEARNER_SEES_REGISTRATION}
+    assert policy_at(now, 4, TRAIL, 1) == {PARENT_SEES_APPROVAL}
+
+
+@pytest.mark.parametrize(
+    "now, trail, version, why",
+    [
+        (AT_4, TRAIL, 5, "version 5 is not one this policy has had (it is at version 4)"),
+        (AT_4, TRAIL, 0, "version 0 is not one"),
+        (AT_4, TRAIL, -3, "version -3 is not one"),
+        (AT_4, TRAIL[3:], 1, "no record of version 2 and 1 more, so version 1 cannot be rebuilt"),
+        (AT_4, TRAIL[:2] + TRAIL[3:], 2, "no record of version 3, so version 2 cannot be"),
+        (AT_4 - {PARENT_SEES_REGISTRATION}, TRAIL, 1, "not match the audit trail of version 2"),
+        (AT_4, [*TRAIL, edit(5, PARENT_SEES_APPROVAL, True)], 2, "a version newer than version 4"),
+    ],
+)
+def test_a_version_the_trail_cannot_rebuild_is_refused_with_the_reason(
+    now: frozenset[Cell], trail: list[PolicyEdit], version: int, why: str
+) -> None:
+    with pytest.raises(HistoryGap, match=re.escape(why)):
+        policy_at(now, 4, trail, version, area="behaviour")
 
 
 # -- audit -----------------------------------------------------------------------------------------

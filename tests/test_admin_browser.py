@@ -278,3 +278,119 @@ def test_the_page_fits_a_phone_and_works_from_the_keyboard(
         phase(page, "Group registration phase").get_by_label("Responsible for advancing")
     ).to_be_focused()
     page.context.close()
+
+
+# The stale-form tests come last: they leave ticks (Learner in the Group registration phase) that
+# the tests above expect unticked, as every test here runs on the module's one server in order.
+
+
+def reviewed_then_stale(browser: Browser, server: Server) -> tuple[Page, Page]:
+    """Two admins' sessions on the Behaviour page, both loaded at the same version."""
+    first, second = new_page(browser, server), new_page(browser, server)
+    log_in(first, "sysadmin")
+    log_in(second, "deputy")
+    return first, second
+
+
+def loose(pattern: str) -> re.Pattern[str]:
+    """A whole-text pattern whose spaces match any run of whitespace (the HTML's line breaks)."""
+    return re.compile("^" + pattern.replace(" ", r"\s+") + "$")
+
+
+def save(page: Page) -> None:
+    page.get_by_role("button", name="Review changes").click()
+    page.get_by_role("button", name="Save these changes").click()
+    expect(page.get_by_role("status")).to_contain_text("Saved")
+
+
+def test_a_stale_form_lists_only_its_own_change_and_applies_it_on_top_of_theirs(
+    browser: Browser, server: Server
+) -> None:
+    assert not server.authorize("learner", "behaviour", "group_registration")
+    assert not server.authorize("external_system", "behaviour", "group_registration")
+    first, second = reviewed_then_stale(browser, server)
+    phase(second, "Group registration phase").get_by_label("External systems", exact=True).check()
+    second.get_by_role("button", name="Review changes").click()
+    phase(first, "Group registration phase").get_by_label("Learner", exact=True).check()
+    save(first)
+
+    second.get_by_role("button", name="Save these changes").click()
+    alert = second.get_by_role("alert")
+    expect(alert).to_contain_text("Not saved: the policy changed while you were editing")
+    expect(alert).not_to_contain_text("no longer")  # nothing of theirs offered for undoing
+    expect(alert.locator("#yours li")).to_have_text(
+        ["External systems will be able to see Behaviour in the Group registration phase"]
+    )
+    expect(alert.locator("#theirs li")).to_have_text(
+        [
+            loose(
+                r"sysadmin, version \d+ on \S+ \S+ UTC: Learners were allowed to see Behaviour "
+                r"in the Group registration phase"
+            )
+        ]
+    )
+    expect(alert.locator("#conflicts")).to_have_count(0)
+    second.get_by_role("button", name=re.compile("^Review my changes on top of version")).click()
+    expect(second.locator("#changes li")).to_have_text(
+        ["External systems will be able to see Behaviour in the Group registration phase"]
+    )
+    second.get_by_role("button", name="Save these changes").click()
+    expect(second.get_by_role("status")).to_contain_text("Saved 1 change")
+    registration = phase(second, "Group registration phase")
+    expect(registration.get_by_label("Learner", exact=True)).to_be_checked()
+    expect(registration.get_by_label("External systems", exact=True)).to_be_checked()
+    assert server.authorize("learner", "behaviour", "group_registration"), "theirs is kept"
+    assert server.authorize("external_system", "behaviour", "group_registration")
+    for page in (first, second):
+        page.context.close()
+
+
+def test_a_stale_form_that_touches_the_same_cells_says_where_the_two_meet(
+    browser: Browser, server: Server
+) -> None:
+    first, second = reviewed_then_stale(browser, server)
+    for page, role in ((first, "Mentor"), (second, "Course teacher")):
+        phase(page, "Group registration phase").get_by_label("Parent", exact=True).check()
+        approval = phase(page, "Organisation approval phase")
+        approval.get_by_label("Responsible for advancing").select_option(label=role)
+    save(first)
+
+    second.get_by_role("button", name="Review changes").click()
+    conflicts = second.get_by_role("alert").locator("#conflicts li")
+    expect(conflicts).to_have_text(
+        [
+            loose(
+                r"Already in force: Parents will be able to see Behaviour in the Group "
+                r"registration phase\. sysadmin made the same change in version \d+\."
+            ),
+            loose(
+                r"Already in force: Headteachers will no longer be responsible for advancing "
+                r"Behaviour from the Organisation approval phase\. sysadmin made the same change "
+                r"in version \d+\."
+            ),
+            loose(
+                r"Conflict: Course teachers will be responsible for advancing Behaviour from "
+                r"the Organisation approval phase, but sysadmin changed it meanwhile, in version "
+                r"\d+: Mentors were made responsible for advancing Behaviour from the "
+                r"Organisation approval phase\. Applying yours reverses that\."
+            ),
+        ]
+    )
+    assert server.authorize("mentor", "behaviour", "organisation_approval", "advance")
+    second.get_by_role("button", name=re.compile("^Review my changes on top of version")).click()
+    expect(second.locator("#changes li")).to_have_text(
+        [
+            "Mentors will no longer be responsible for advancing Behaviour from the "
+            "Organisation approval phase",
+            "Course teachers will be able to see Behaviour in the Organisation approval phase",
+            "Course teachers will be responsible for advancing Behaviour from the "
+            "Organisation approval phase",
+        ]
+    )
+    second.get_by_role("button", name="Save these changes").click()
+    expect(second.get_by_role("status")).to_contain_text("Saved 3 changes")
+    assert server.authorize("course_teacher", "behaviour", "organisation_approval", "advance")
+    assert not server.authorize("mentor", "behaviour", "organisation_approval", "advance")
+    assert server.authorize("parent", "behaviour", "group_registration"), "kept, once"
+    for page in (first, second):
+        page.context.close()

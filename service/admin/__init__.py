@@ -6,9 +6,9 @@ service/matrix.py and every policy write goes through policy_changes.save in one
 
 One module per concept: `blueprint` (the blueprint and what every page shares), `context` (the
 request's store, engine and admin), `sessions` (cookie, signing key, headers), `login`, `errors`,
-`tenants`, `workflow` with `stored`, and `audit`. Tables are reached only through the domain
-modules that own them: service.accounts (admins and their lockout), service.policies.store,
-service.assessments and service.audit.
+`tenants`, `workflow` with `stored` and `replay` (a stale form's changes on the policy in force),
+and `audit`. Tables are reached only through the domain modules that own them: service.accounts
+(admins and their lockout), service.policies.store, service.assessments and service.audit.
 """
 
 from __future__ import annotations

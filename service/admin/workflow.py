@@ -1,4 +1,5 @@
-"""The Workflow page: the matrix of one area, then review, then save (or refuse a stale form)."""
+"""The Workflow page: the matrix of one area, then review, then save (or refuse a stale form and
+offer to replay its changes on the policy in force)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from typing import Any
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
-from service import matrix, policy_changes
+from service import audit, matrix, policy_changes
 from service.admin.blueprint import bp
 from service.admin.context import admin, workflow
-from service.admin.stored import Stored, area_or_404, load, phase_counts
+from service.admin.replay import replay
+from service.admin.stored import Stored, area_or_404, load, phase_counts, read
 from service.admin.tenants import tenant_for
 from service.db import store
 from service.errors import Conflict
@@ -49,7 +51,7 @@ def workflow_submit(area_id: str) -> ResponseReturnValue:
     if problems:
         return _form_page(tenant, area, stored, draft, loaded_version, problems), 400
     if loaded_version != stored.version:
-        return _stale_page(tenant, area, stored, draft, loaded_version)
+        return _stale_page(tenant, area, loaded_version)
     if step == "save":
         return _save(tenant, area, draft, loaded_version)
     return _review_page(tenant, area, stored, draft)
@@ -126,7 +128,7 @@ def _save(
                 expected_version=loaded_version,
             )
     except Conflict:
-        return _stale_page(tenant, area, load(tenant, area), draft, loaded_version)
+        return _stale_page(tenant, area, loaded_version)
     count = len(result.changes)
     if count:
         flash(
@@ -137,17 +139,26 @@ def _save(
     return redirect(url_for("admin.workflow_page", area_id=area.id, tenant=tenant), 303)
 
 
-def _stale_page(
-    tenant: str, area: Area, stored: Stored, draft: matrix.AreaMatrix, loaded_version: int
-) -> ResponseReturnValue:
-    """Refuse a form loaded before someone else's save: show the store's settings now, and the
-    edits that would bring them to the refused form, to apply again deliberately."""
-    pending = _changes(stored, draft)
-    current = matrix.from_cells(area, stored.cells)
-    page = _form_page(
-        tenant, area, stored, current, stored.version, stale_from=loaded_version, pending=pending
-    )
-    return page, 409
+def _stale_page(tenant: str, area: Area, loaded_version: int) -> ResponseReturnValue:
+    """Refuse a form loaded before someone else's save (409, nothing saved) and show the settings
+    in force, the admin's own changes against the version the form was loaded at, what others
+    changed since and an offer to apply the former on top. When the audit trail cannot rebuild
+    that version, say why and list the form's differences from the settings in force, as such."""
+    with store().read() as conn:
+        stored = read(conn, tenant, area)
+        known = 0 < loaded_version < stored.version  # nothing to read for any other number
+        edits = audit.policy_edits_after(conn, tenant, loaded_version) if known else []
+    now = matrix.from_cells(area, stored.cells)
+    page = partial(_form_page, tenant, area, stored, now, stored.version, stale_from=loaded_version)
+    try:
+        loaded = audit.policy_at(stored.cells, stored.version, edits, loaded_version, area.id)
+    except audit.HistoryGap as gap:
+        draft, _ = matrix.from_form(workflow(), area, request.form, now)
+        return page(gap=str(gap), pending=_changes(stored, draft)), 409
+    draft, _ = matrix.from_form(workflow(), area, request.form, matrix.from_cells(area, loaded))
+    found = replay(workflow(), area, loaded, matrix.to_cells(draft), frozenset(stored.cells), edits)
+    fields = matrix.form_fields(workflow(), matrix.from_cells(area, found.merged))
+    return page(replay=found, fields=fields), 409
 
 
 def _changes(stored: Stored, draft: matrix.AreaMatrix) -> tuple[CellChange, ...]:
