@@ -155,6 +155,7 @@ class CreateBody(Body):
     tenant: Ident = DEFAULT_TENANT
     id: AssessmentId
     area: Ident
+    actor: Text | None = None
 
 
 class MoveBody(Body):
@@ -264,19 +265,35 @@ class BatchResults:
     results: list[BatchDecision | BatchError]
 
 
+WRITE_ID = Field(
+    description="The write's id in the decision log; a single write's answer also has it in the "
+    "X-Decision-Id header, whether it succeeds or not."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Written(assessments.State):
+    """An assessment's state after a write (its creation, an advance, a reopen), with the write's
+    id in the decision log."""
+
+    decision_id: Annotated[str, WRITE_ID]
+
+
 @dataclass(slots=True)
 class BulkError:
-    """An id of a bulk advance that did not advance, and the error a single advance gives."""
+    """An id of a bulk advance that did not advance, and the error a single advance gives; the
+    decision id when the advance was tried (null for an id that is not one)."""
 
     id: str | None
     error: ErrorObject
+    decision_id: Annotated[str | None, WRITE_ID] = None
 
 
 @dataclass(slots=True)
 class BulkResults:
     """Per id, in order: the new state, or the error."""
 
-    results: list[assessments.State | BulkError]
+    results: list[Written | BulkError]
 
 
 @dataclass(slots=True)
