@@ -194,7 +194,7 @@ class Local:
         """A tenant with the default policy and one assessment at the area's first phase."""
         with self.db.write() as conn:
             policy_changes.create_tenant(conn, tenant, default_cells(), actor=ACTOR)
-            assessments.create(conn, self.engine.workflow, tenant, assessment, area)
+            assessments.create(conn, self.engine.workflow, tenant, assessment, area, key=None)
 
 
 # -- apps ----------------------------------------------------------------------------------------

@@ -9,11 +9,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, after_this_request, request
 from sqlalchemy import Connection, text
 
 from service import assessments, decisions, events, keys, shapes, transitions
 from service.db import store
+from service.decision_log import Write
 from service.decisions import Answer, Question
 from service.errors import InvalidRequest, ServiceError, Unauthorized, Unavailable
 from service.keys import Key
@@ -181,47 +182,54 @@ def permissions() -> Response:
 
 
 @bp.post("/assessments")
-@shapes.operation({201: assessments.State}, (*ERRORS, 409), body=shapes.CreateBody)
+@shapes.operation({201: shapes.Written}, (*ERRORS, 409), body=shapes.CreateBody)
 def create_assessment() -> Response:
     """Register an assessment at its area's first phase."""
-    with _keyed(write=True) as (conn, key):
+    log = _answered_with(Write("create"))
+    with log.logged(), _keyed(write=True) as (conn, key):
         new: shapes.CreateBody = shapes.body()
         key.require_tenant(new.tenant)
-        state = transitions.start(conn, policy_engine(), new.tenant, new.id, new.area)
-    return shapes.respond(state, 201)
+        log.begin(key, new.tenant, new.id, actor=new.actor)
+        state = transitions.start(
+            conn, policy_engine(), new.tenant, new.id, new.area, key=key, actor=new.actor, log=log
+        )
+    return shapes.respond(_written(state, log), 201)
 
 
 @bp.get("/assessments/<assessment_id>")
 @shapes.operation({200: assessments.StateWithHistory}, ERRORS, query=shapes.TenantQuery)
 @_retrying
 def get_assessment(assessment_id: str) -> Response:
-    """An assessment's state and its whole transition history."""
+    """An assessment's state, who registered it, and its whole transition history."""
     with _keyed() as (conn, key):
         tenant = shapes.query().tenant
         key.require_tenant(tenant)
         assessments.check_id(assessment_id)
-        state = assessments.get(conn, tenant, assessment_id)
-        history = assessments.history(conn, tenant, assessment_id)
-    return shapes.respond(assessments.StateWithHistory(**vars(state), history=history))
+        found = assessments.get_with_history(conn, tenant, assessment_id)
+    return shapes.respond(found)
 
 
 @bp.post("/assessments/<assessment_id>/advance")
-@shapes.operation({200: assessments.State}, (*ERRORS, 409), body=shapes.MoveBody)
+@shapes.operation({200: shapes.Written}, (*ERRORS, 409), body=shapes.MoveBody)
 def advance_assessment(assessment_id: str) -> Response:
     """Advance to the next phase (the responsible role only); of concurrent moves of one
     assessment exactly one wins."""
-    with _keyed(write=True) as (conn, key):
+    log = _answered_with(Write("transition"))
+    with log.logged(), _keyed(write=True) as (conn, key):
         move: shapes.MoveBody = shapes.body()
-        return shapes.respond(_move(conn, key, move, assessment_id, ADVANCE))
+        state = _move(conn, key, move, assessment_id, ADVANCE, log=log)
+    return shapes.respond(_written(state, log))
 
 
 @bp.post("/assessments/<assessment_id>/reopen")
-@shapes.operation({200: assessments.State}, (*ERRORS, 409), body=shapes.ReopenBody)
+@shapes.operation({200: shapes.Written}, (*ERRORS, 409), body=shapes.ReopenBody)
 def reopen_assessment(assessment_id: str) -> Response:
     """Move back one phase (action reopen); the reason is kept in the history."""
-    with _keyed(write=True) as (conn, key):
+    log = _answered_with(Write("transition"))
+    with log.logged(), _keyed(write=True) as (conn, key):
         move: shapes.ReopenBody = shapes.body()
-        return shapes.respond(_move(conn, key, move, assessment_id, REOPEN, move.reason))
+        state = _move(conn, key, move, assessment_id, REOPEN, move.reason, log=log)
+    return shapes.respond(_written(state, log))
 
 
 @bp.post("/assessments/advance")
@@ -235,13 +243,16 @@ def advance_assessments() -> Response:
 
 
 def _advance_one(key: Key, bulk: shapes.BulkAdvanceBody, assessment_id: Any) -> Any:
-    """One item of a bulk advance: the new state, or the error a single advance would give."""
+    """One item of a bulk advance: the new state, or the error a single advance would give;
+    each with its own decision id once it was tried."""
+    log = Write("transition")
     try:
-        with store().write() as conn:
-            return _move(conn, key, bulk, assessment_id, ADVANCE)
+        with log.logged(), store().write() as conn:
+            state = _move(conn, key, bulk, assessment_id, ADVANCE, log=log)
     except ServiceError as error:
         item_id = assessment_id if isinstance(assessment_id, str) else None
-        return shapes.BulkError(item_id, _error(error))
+        return shapes.BulkError(item_id, _error(error), log.decision_id if log.begun else None)
+    return _written(state, log)
 
 
 def _move(
@@ -251,20 +262,45 @@ def _move(
     assessment_id: Any,
     action: str,
     reason: str | None = None,
+    *,
+    log: Write,
 ) -> assessments.State:
-    """Advance or reopen one assessment for a validated body."""
+    """Advance or reopen one assessment for a validated body; its line in the decision log is
+    begun once the key may act for the tenant and the id is one."""
     key.require_tenant(move.tenant)
+    assessment = assessments.check_id(assessment_id)
+    log.begin(key, move.tenant, assessment, actor=move.actor, role=move.role, action=action)
     return transitions.move(
         conn,
         policy_engine(),
         move.tenant,
-        assessments.check_id(assessment_id),
+        assessment,
         action,
         move.role,
         move.actor,
         move.expected_phase,
         reason,
+        key=key,
+        log=log,
     )
+
+
+def _answered_with(log: Write) -> Write:
+    """A write whose decision id the answer carries in X-Decision-Id, success or error, once
+    the write was begun."""
+
+    @after_this_request
+    def header(response: Response) -> Response:
+        if log.begun:
+            response.headers["X-Decision-Id"] = log.decision_id
+        return response
+
+    return log
+
+
+def _written(state: assessments.State, log: Write) -> shapes.Written:
+    """The answer to a write: the new state and the write's decision id."""
+    return shapes.Written(**vars(state), decision_id=log.decision_id)
 
 
 @bp.get("/events")

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, bindparam, func, insert, select, tuple_
 from sqlalchemy.exc import IntegrityError
 
 from service.errors import Conflict, InvalidRequest, NotFound
+from service.keys import Key
 from service.limits import MAX_ASSESSMENT_ID
 from service.models import Assessment, PolicyVersion, Transition, utcnow
 from service.policies.store import require_version
@@ -84,10 +85,18 @@ def not_found(tenant: str, assessment_id: str, field: str = "id") -> NotFound:
 
 
 def create(
-    conn: Connection, workflow: Workflow, tenant: str, assessment_id: str, area: str
+    conn: Connection,
+    workflow: Workflow,
+    tenant: str,
+    assessment_id: str,
+    area: str,
+    *,
+    key: Key | None,
+    actor: str | None = None,
 ) -> tuple[State, int]:
-    """Register an assessment at its area's first phase; Conflict if the id is taken. Returns the
-    state and the tenant's policy version."""
+    """Register an assessment at its area's first phase, recording the API key that asks (None
+    only for a store seeded outside the API, as the benchmarks do) and the actor its caller
+    names; Conflict if the id is taken. Returns the state and the tenant's policy version."""
     area_def = workflow.area_by_id.get(area)
     if area_def is None:
         raise InvalidRequest(f"unknown area {area!r}", field="area")
@@ -106,9 +115,14 @@ def create(
         created_at=now,
         updated_at=now,
     )
+    creator = dict(
+        created_key_id=None if key is None else key.id,
+        created_key_name=None if key is None else key.name,
+        created_actor=actor,
+    )
     try:
         with conn.begin_nested():
-            conn.execute(insert(Assessment).values(**values))
+            conn.execute(insert(Assessment).values(**values, **creator))
     except IntegrityError:  # created by a concurrent request between our check and insert
         raise Conflict(
             f"assessment {assessment_id!r} already exists in tenant {tenant!r}", field="id"
@@ -116,29 +130,34 @@ def create(
     return State(**values), version  # type: ignore[arg-type]
 
 
-def get(conn: Connection, tenant: str, assessment_id: str) -> State:
-    """The assessment's state; NotFound naming the tenant or the assessment."""
-    return get_with_policy_version(conn, tenant, assessment_id)[0]
-
-
 def get_with_policy_version(conn: Connection, tenant: str, assessment_id: str) -> tuple[State, int]:
     """The assessment's state and its tenant's policy version, in one query; NotFound naming the
     tenant or the assessment."""
+    row = _row(conn, tenant, assessment_id)
+    return _state(row), row.policy_version
+
+
+def _row(conn: Connection, tenant: str, assessment_id: str) -> Any:
+    """The assessment's row with its tenant's policy version; NotFound naming the tenant or the
+    assessment."""
     row = conn.execute(_STATE, {"tenant": tenant, "id": assessment_id}).one_or_none()
     if row is None:
         require_version(conn, tenant)  # an unknown tenant says so rather than "no assessment"
         raise not_found(tenant, assessment_id)
-    return _state(row), row.policy_version
+    return row
 
 
 @dataclass(frozen=True)
 class Step:
-    """One transition of an assessment, as its history shows it."""
+    """One transition of an assessment, as its history shows it: `key_name` is the API key that
+    made it, which proves who did it; `actor` is only whom its caller named (`key_name` is null
+    on transitions recorded before the service kept the key)."""
 
     from_phase: str
     to_phase: str
     role: str
     actor: str
+    key_name: str | None
     at: datetime
     action: str
     reason: str | None
@@ -147,9 +166,25 @@ class Step:
 
 @dataclass(frozen=True)
 class StateWithHistory(State):
-    """An assessment's state and every transition, oldest first."""
+    """An assessment's state, who registered it, and every transition, oldest first: the API
+    key that created it (`created_key_name`) and the actor its caller named (`created_actor`),
+    both null for assessments registered before the service kept them."""
 
+    created_key_name: str | None
+    created_actor: str | None
     history: list[Step]
+
+
+def get_with_history(conn: Connection, tenant: str, assessment_id: str) -> StateWithHistory:
+    """The assessment's state, who registered it and its history; NotFound naming the tenant
+    or the assessment."""
+    row = _row(conn, tenant, assessment_id)
+    return StateWithHistory(
+        **vars(_state(row)),
+        created_key_name=row.created_key_name,
+        created_actor=row.created_actor,
+        history=history(conn, tenant, assessment_id),
+    )
 
 
 def history(conn: Connection, tenant: str, assessment_id: str) -> list[Step]:
@@ -160,7 +195,17 @@ def history(conn: Connection, tenant: str, assessment_id: str) -> list[Step]:
         .order_by(Transition.id)
     )
     return [
-        Step(t.from_phase, t.to_phase, t.role, t.actor, t.at, t.action, t.reason, t.policy_version)
+        Step(
+            t.from_phase,
+            t.to_phase,
+            t.role,
+            t.actor,
+            t.key_name,
+            t.at,
+            t.action,
+            t.reason,
+            t.policy_version,
+        )
         for t in rows
     ]
 

@@ -36,12 +36,15 @@ Kind = Literal["policy", "transition"]
 @dataclass(frozen=True)
 class Entry:
     """One line of the trail: a changed policy cell (`after` its new value) or an assessment
-    moved from `phase` to `to_phase` (with `assessment_id` and, for a reopen, the `reason`)."""
+    moved from `phase` to `to_phase` (with `assessment_id`, for a reopen the `reason`, and the
+    name of the API key that moved it beside the actor its caller named: `key_name`, None for a
+    policy change and for moves recorded before the key was kept)."""
 
     kind: Kind
     id: int
     at: datetime
     actor: str
+    key_name: str | None
     area: str
     phase: str
     to_phase: str | None
@@ -82,6 +85,7 @@ def _policy_changes(tenant: str, area: str | None, person: str | None) -> Select
         PolicyChange.id,
         PolicyChange.at,
         PolicyChange.actor,
+        cast(null(), String).label("key_name"),
         PolicyChange.area,
         PolicyChange.phase,
         cast(null(), String).label("to_phase"),
@@ -107,6 +111,7 @@ def _transitions(tenant: str, area: str | None, person: str | None) -> Select[*t
             Transition.id,
             Transition.at,
             Transition.actor,
+            Transition.key_name,
             Assessment.area,
             Transition.from_phase.label("phase"),
             Transition.to_phase,

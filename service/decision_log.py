@@ -1,12 +1,18 @@
-"""The decision log: every decision gets an id and one structured JSON line, so an auditor can
-answer "who could see what, when, and why". Never a key or a password: the key's name only."""
+"""The decision log: every decision and every write gets an id and one structured JSON line, so an
+auditor can answer "who could see what, who changed what, when, and why". Never a key or a
+password: the key's name and id only."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
+from service.errors import ServiceError
 from service.keys import Key
 from service.models import iso, utcnow
 from service.policies import Decision
@@ -14,9 +20,14 @@ from service.policies import Decision
 log = logging.getLogger("workflow_authz.decisions")
 
 
+def new_id() -> str:
+    """A new decision id: 128 random bits, as a uuid4's hex; a fifth of its cost."""
+    return os.urandom(16).hex()
+
+
 def record(decision: Decision, assessment: str | None, key: Key) -> str:
     """Log one decision (less its prose reason) as a JSON line and return its new decision id."""
-    decision_id = os.urandom(16).hex()  # 128 random bits, as a uuid4's hex; a fifth of its cost
+    decision_id = os.urandom(16).hex()  # new_id(), inlined: this runs for every decision
     if log.isEnabledFor(logging.INFO):
         line = {
             "event": "decision",
@@ -35,3 +46,77 @@ def record(decision: Decision, assessment: str | None, key: Key) -> str:
         }
         log.info(json.dumps(line, separators=(",", ":")))
     return decision_id
+
+
+@dataclass(slots=True)
+class Write:
+    """One write of an assessment (its creation, an advance, a reopen) and its line in the log.
+
+    Its id exists from the start, for the answer. It is begun once the write is asked for by an
+    authenticated key in a valid request (a malformed one writes nothing, here either); the
+    domain fills in where the assessment was and goes as it learns it; `logged` writes the line
+    when the block around the write's transaction ends, so `allowed` true means committed.
+    """
+
+    event: Literal["transition", "create"]
+    decision_id: str = field(default_factory=new_id)
+    facts: dict[str, Any] | None = None
+    from_phase: str | None = None
+    to_phase: str | None = None
+    policy_version: int | None = None
+
+    def begin(
+        self,
+        key: Key,
+        tenant: str,
+        assessment: str,
+        *,
+        actor: str | None,
+        role: str | None = None,
+        action: str | None = None,
+    ) -> None:
+        """Who asks for what (a creation has no role or action): from here on the write gets
+        its line, whatever its end."""
+        self.facts = dict(
+            tenant=tenant,
+            key=key.name,
+            key_id=key.id,
+            actor=actor,
+            role=role,
+            action=action,
+            assessment=assessment,
+        )
+
+    @property
+    def begun(self) -> bool:
+        return self.facts is not None
+
+    @contextmanager
+    def logged(self) -> Iterator[Write]:
+        """Write the line when the block ends, if the write was begun: allowed (made), or not
+        with the status and code of the error that refused it (a store failure included)."""
+        try:
+            yield self
+        except Exception as error:
+            refusal = error if isinstance(error, ServiceError) else ServiceError(str(error))
+            self._log(refusal)
+            raise
+        self._log(None)
+
+    def _log(self, refusal: ServiceError | None) -> None:
+        """The write's one line: what was asked, where the assessment was, how it ended."""
+        if self.facts is None or not log.isEnabledFor(logging.INFO):
+            return
+        line = {
+            "event": self.event,
+            "decision_id": self.decision_id,
+            "at": iso(utcnow()),
+            **self.facts,
+            "from_phase": self.from_phase,
+            "to_phase": self.to_phase,
+            "policy_version": self.policy_version,
+            "allowed": refusal is None,
+            "status": None if refusal is None else refusal.status,
+            "error": None if refusal is None else refusal.code,
+        }
+        log.info(json.dumps(line, separators=(",", ":")))

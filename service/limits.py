@@ -1,4 +1,9 @@
-"""How long each kind of value may be: what the API and the CLI accept is what the schema holds."""
+"""What each kind of value may be: how long (what the API and the CLI accept is what the schema
+holds), and which characters free text may hold."""
+
+from __future__ import annotations
+
+import unicodedata
 
 MAX_IDENTIFIER = 64
 """Ids of tenants, roles, areas, phases, actions and admin usernames."""
@@ -12,3 +17,60 @@ MAX_BATCH = 1000
 """Questions in one /authorize/batch, ids in one bulk advance."""
 MAX_PAGE = 1000
 """Events in one page of the feed."""
+
+FREE_TEXT_RULE = "printable characters in Unicode normal form NFC, not only blanks"
+"""What free text that people read later (an actor, a reason) may hold, in words.
+
+Printable refuses control characters (Unicode category Cc) and format characters (Cf: the
+bidirectional embeddings, overrides and isolates U+202A-202E and U+2066-2069, the marks
+U+200E/200F, zero-width characters), which make the text read otherwise than it is stored, and
+separators other than the space. NFC makes one spelling one string, so a filter by person finds
+every row of that person. A look-alike is not refused: `аdmin` with a Cyrillic а is printable NFC
+text. What proves who acted is the API key the service records beside every actor, never the
+actor's spelling, which is only what the caller says."""
+
+_KINDS = {
+    "Cc": "a control character",
+    "Cf": "a format character",
+    "Zs": "a space other than U+0020",
+    "Zl": "a line separator",
+    "Zp": "a paragraph separator",
+    "Co": "a private-use character",
+    "Cs": "a surrogate",
+    "Cn": "an unassigned code point",
+}
+
+
+def free_text_problem(value: str) -> str | None:
+    """Why `value` is not free text (FREE_TEXT_RULE), naming the first character at fault as
+    U+XXXX and its position; None when it is."""
+    if not value.strip():
+        return "must not be blank"
+    for position, char in enumerate(value, 1):
+        if not char.isprintable():
+            category = unicodedata.category(char)
+            return (
+                f"must not hold {_named(char)} (character {position}), "
+                f"{_KINDS.get(category, 'not printable')} (Unicode category {category})"
+            )
+    if not unicodedata.is_normalized("NFC", value):
+        position = _unnormalised_from(value)
+        return (
+            f"must be in Unicode normal form NFC, which it stops being at "
+            f"{_named(value[position - 1])} (character {position}): send the text composed (NFC)"
+        )
+    return None
+
+
+def _named(char: str) -> str:
+    """`U+202E RIGHT-TO-LEFT OVERRIDE`, or the code alone when the character has no name."""
+    name = unicodedata.name(char, "")
+    return f"U+{ord(char):04X} {name}" if name else f"U+{ord(char):04X}"
+
+
+def _unnormalised_from(value: str) -> int:
+    """The position (from 1) of the character that ends the shortest prefix not in NFC: the
+    combining mark of `e\\u0301`, not the `e` it combines with."""
+    return next(
+        end for end in range(1, len(value) + 1) if not unicodedata.is_normalized("NFC", value[:end])
+    )

@@ -25,12 +25,14 @@ from service.assessments import ASSESSMENT_ID, ASSESSMENT_ID_RULE
 from service.errors import InvalidRequest
 from service.events import Entry as FeedEntry
 from service.limits import (
+    FREE_TEXT_RULE,
     MAX_ASSESSMENT_ID,
     MAX_BATCH,
     MAX_IDENTIFIER,
     MAX_PAGE,
     MAX_REASON,
     MAX_TEXT,
+    free_text_problem,
 )
 from service.policies.store import DEFAULT_TENANT
 from service.workflows import IDENTIFIER, IDENTIFIER_RULE
@@ -39,12 +41,16 @@ M = TypeVar("M", bound=BaseModel)
 F = TypeVar("F", bound=Callable[..., Any])
 
 NOT_AN_OBJECT = "the body must be a JSON object (Content-Type: application/json)"
+FREE_TEXT = "free_text"
+"""The finding of free text against its rule, whose words name the character at fault."""
 
 
-def _printable(value: str) -> str:
-    """Free text that people read later: printable, and not only blanks."""
-    if not value.strip() or not value.isprintable():
-        raise PydanticCustomError("printable", "must be printable and not blank")
+def _free_text_checked(value: str) -> str:
+    """Free text that people read later, as limits.FREE_TEXT_RULE says; its error names the
+    character at fault (the `free_text` finding keeps its own words: see `_message`)."""
+    problem = free_text_problem(value)
+    if problem is not None:
+        raise PydanticCustomError(FREE_TEXT, problem)
     return value
 
 
@@ -70,12 +76,16 @@ AssessmentId = Annotated[
 def _free_text(limit: int) -> Any:
     """The length and description of free text of 1 to `limit` characters."""
     return Field(
-        min_length=1, max_length=limit, description=f"a printable string of 1-{limit} characters"
+        min_length=1,
+        max_length=limit,
+        description=f"a string of 1-{limit} characters: {FREE_TEXT_RULE}",
     )
 
 
-Text = Annotated[str, _free_text(MAX_TEXT), AfterValidator(_printable)]
-Reason = Annotated[str, _free_text(MAX_REASON), AfterValidator(_printable)]
+Text = Annotated[str, _free_text(MAX_TEXT), AfterValidator(_free_text_checked)]
+"""Free text such as an actor: who the caller says acted. A look-alike (Cyrillic а) passes the
+rule; the API key recorded beside it is what proves who did it."""
+Reason = Annotated[str, _free_text(MAX_REASON), AfterValidator(_free_text_checked)]
 ItemId = Annotated[
     str,
     Field(
@@ -145,6 +155,7 @@ class CreateBody(Body):
     tenant: Ident = DEFAULT_TENANT
     id: AssessmentId
     area: Ident
+    actor: Text | None = None
 
 
 class MoveBody(Body):
@@ -254,19 +265,35 @@ class BatchResults:
     results: list[BatchDecision | BatchError]
 
 
+WRITE_ID = Field(
+    description="The write's id in the decision log; a single write's answer also has it in the "
+    "X-Decision-Id header, whether it succeeds or not."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Written(assessments.State):
+    """An assessment's state after a write (its creation, an advance, a reopen), with the write's
+    id in the decision log."""
+
+    decision_id: Annotated[str, WRITE_ID]
+
+
 @dataclass(slots=True)
 class BulkError:
-    """An id of a bulk advance that did not advance, and the error a single advance gives."""
+    """An id of a bulk advance that did not advance, and the error a single advance gives; the
+    decision id when the advance was tried (null for an id that is not one)."""
 
     id: str | None
     error: ErrorObject
+    decision_id: Annotated[str | None, WRITE_ID] = None
 
 
 @dataclass(slots=True)
 class BulkResults:
     """Per id, in order: the new state, or the error."""
 
-    results: list[assessments.State | BulkError]
+    results: list[Written | BulkError]
 
 
 @dataclass(slots=True)
@@ -404,6 +431,8 @@ def _message(model: type[BaseModel], name: str, detail: ErrorDetails) -> str:
         return f"missing field {name!r}"
     if kind == "extra_forbidden":
         return f"unknown field {name!r}"
+    if kind == FREE_TEXT:
+        return f"{name} {detail['msg']}"
     description = _descriptions(model).get(name)
     if description and len(detail["loc"]) == 1:
         return f"{name} must be {description}"

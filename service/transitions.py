@@ -8,7 +8,9 @@ from sqlalchemy import Connection, insert, update
 
 from service import assessments, events
 from service.assessments import State
+from service.decision_log import Write
 from service.errors import Conflict, InvalidRequest, NotAllowed
+from service.keys import Key
 from service.limits import MAX_REASON
 from service.models import Assessment, Transition, utcnow
 from service.policies import PolicyEngine, decide, validate
@@ -16,11 +18,22 @@ from service.workflows import ADVANCE, MOVES, REOPEN, Area, Phase
 
 
 def start(
-    conn: Connection, engine: PolicyEngine, tenant: str, assessment_id: str, area: str
+    conn: Connection,
+    engine: PolicyEngine,
+    tenant: str,
+    assessment_id: str,
+    area: str,
+    *,
+    key: Key,
+    actor: str | None,
+    log: Write,
 ) -> State:
-    """Register an assessment at its area's first phase; the feed hears of it if external
-    systems may see that phase."""
-    state, version = assessments.create(conn, engine.workflow, tenant, assessment_id, area)
+    """Register an assessment at its area's first phase, by `key` (and the `actor` its caller
+    names); the feed hears of it if external systems may see that phase."""
+    state, version = assessments.create(
+        conn, engine.workflow, tenant, assessment_id, area, key=key, actor=actor
+    )
+    log.to_phase, log.policy_version = state.phase, version
     policy = engine.policy(tenant, version, conn)
     events.on_create(conn, engine.workflow, policy.cells, policy.version, state)
     return state
@@ -36,9 +49,14 @@ def move(
     actor: str,
     expected_phase: str | None,
     reason: str | None = None,
+    *,
+    key: Key,
+    log: Write,
 ) -> State:
     """Apply one transition if the policy allows it: `advance` to the next phase, or `reopen`
-    back to the previous one (which needs a reason).
+    back to the previous one (which needs a reason). The history row keeps `key`, the API key
+    that made the move, beside `actor`, which is only what its caller says; `log` learns where
+    the assessment was and goes.
 
     The update only applies if the assessment still has the version we read (compare-and-set),
     so of several concurrent moves exactly one wins; the others get Conflict. History and feed
@@ -49,12 +67,14 @@ def move(
     if action == REOPEN and (reason is None or not reason.strip() or len(reason) > MAX_REASON):
         raise InvalidRequest(f"reopen needs a reason of 1-{MAX_REASON} characters", field="reason")
     state, version = assessments.get_with_policy_version(conn, tenant, assessment_id)
+    log.from_phase, log.policy_version = state.phase, version
     area = engine.workflow.area_by_id[state.area]
     _check_expected(area, state, expected_phase)
     validate(engine.workflow, role=role, action=action, area=state.area, phase=state.phase)
     policy = engine.policy(tenant, version, conn)
     decision = decide(policy, area, (role, state.area, state.phase, action))
     target = _target(area, state, action)
+    log.to_phase = target.id
     if not decision.allowed:
         raise NotAllowed(decision.reason, field="role")
     moved = _compare_and_set(conn, state, target.id)
@@ -70,6 +90,8 @@ def move(
             at=moved.updated_at,
             action=action,
             reason=reason,
+            key_id=key.id,
+            key_name=key.name,
         )
     )
     events.on_transition(conn, engine.workflow, policy.cells, policy.version, state, target.id)

@@ -17,7 +17,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 
-from service import accounts, create_app, policy_changes
+from service import accounts, create_app, keys, policy_changes
 from service.accounts import MAX_FAILED_LOGINS
 from service.admin.audit import PAGE_SIZE
 from service.audit import HistoryGap, PolicyEdit, policy_at
@@ -741,6 +741,23 @@ def test_the_audit_page_lists_policy_changes_and_transitions_newest_first(
     assert "Behaviour b1" in by_person and "Parents were allowed" not in by_person
     by_area = sysadmin.get("/admin/audit?tenant=default&area=assessment").text
     assert "Nothing recorded for these filters." in by_area
+
+
+def test_the_audit_page_shows_the_key_beside_the_actor_of_a_transition(
+    sysadmin: FlaskClient, api: Api, db: Database
+) -> None:
+    with db.write() as conn:
+        intern = keys.create(conn, "intern laptop", "default")
+    api.post("/assessments", {"id": "b1", "area": "behaviour"})
+    lookalike = "\u0430dmin"  # a Cyrillic а: the same look as "admin", and another key
+    moved = api.post("/assessments/b1/advance", {"role": "mentor", "actor": lookalike}, intern)
+    assert moved.status_code == 200
+    page = re.sub(r"\s+", " ", sysadmin.get("/admin/audit?tenant=default").text)
+    assert f'{lookalike}</a> <span class="key">with key intern laptop</span>' in page
+    form = behaviour_form(sysadmin) | {"view-organisation_approval-parent": "on", "step": "save"}
+    sysadmin.post("/admin/workflow/behaviour", data=form)
+    policy_row = sysadmin.get("/admin/audit?tenant=default&person=sysadmin").text
+    assert "Parents were allowed" in policy_row and 'class="key"' not in policy_row
 
 
 def test_the_audit_page_shows_a_reopen_with_its_reason(sysadmin: FlaskClient, api: Api) -> None:

@@ -41,7 +41,12 @@ def test_create_starts_at_the_first_phase(api: Api) -> None:
         "version": 1,
     }
     assert state["created_at"].endswith("Z") and state["created_at"] == state["updated_at"]
-    assert api.get("/assessments/maths-7b").json == state | {"history": []}
+    assert len(state.pop("decision_id")) == 32
+    assert api.get("/assessments/maths-7b").json == state | {
+        "created_key_name": "test key for default",
+        "created_actor": None,
+        "history": [],
+    }
 
 
 def test_creating_an_existing_assessment_is_409_and_changes_nothing(api: Api) -> None:

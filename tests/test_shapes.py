@@ -5,6 +5,7 @@ enforce, fails here."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -121,6 +122,35 @@ def test_a_finding_becomes_the_services_error_naming_the_field(
     with pytest.raises(InvalidRequest) as refused:
         shapes.parse_json(shapes.QuestionBody, raw)
     assert (refused.value.field, refused.value.message) == (field, message)
+
+
+@pytest.mark.parametrize(
+    ("actor", "words"),
+    [
+        ("a\u0085", "U+0085 (character 2), a control character (Unicode category Cc)"),
+        ("\ufeffa", "U+FEFF ZERO WIDTH NO-BREAK SPACE (character 1), a format character"),
+        ("a\u2028b", "U+2028 LINE SEPARATOR (character 2), a line separator (Unicode category"),
+        ("a\u00a0b", "U+00A0 NO-BREAK SPACE (character 2), a space other than U+0020"),
+        ("a\ue000", "U+E000 (character 2), a private-use character (Unicode category Co)"),
+        ("a\u0378", "U+0378 (character 2), an unassigned code point (Unicode category Cn)"),
+        ("\u212b", "NFC, which it stops being at U+212B ANGSTROM SIGN (character 1)"),
+        ("a\u0316\u0301", "NFC, which it stops being at U+0301 COMBINING ACUTE ACCENT (char"),
+        ("   ", "must not be blank"),
+    ],
+)
+def test_free_text_names_the_character_that_keeps_it_from_reading_as_stored(
+    actor: str, words: str
+) -> None:
+    raw = json.dumps({"role": "mentor", "actor": actor}).encode()
+    with pytest.raises(InvalidRequest) as refused:
+        shapes.parse_json(shapes.MoveBody, raw)
+    assert refused.value.field == "actor" and words in refused.value.message
+
+
+@pytest.mark.parametrize("actor", ["\u0430dmin", "Ren\u00e9", "O'Brien", "李明", "ms lee (ICT)"])
+def test_printable_nfc_text_is_free_text_look_alikes_included(actor: str) -> None:
+    raw = json.dumps({"role": "mentor", "actor": actor}).encode()
+    assert shapes.parse_json(shapes.MoveBody, raw).actor == actor
 
 
 def test_an_unknown_field_is_reported_before_any_other_finding() -> None:

@@ -53,7 +53,8 @@ def audit() -> ResponseReturnValue:
 
 
 def _line(entry: Entry) -> dict[str, Any]:
-    """An audit row for the template: when, who, what happened in plain words, which version."""
+    """An audit row for the template: when, who (and for a transition the API key that made it),
+    what happened in plain words, which version."""
     if entry.kind == "policy":
         cell = (entry.role, entry.area, entry.phase, entry.action)
         what = matrix.describe(workflow(), cell, bool(entry.after), tense="past")
@@ -63,6 +64,7 @@ def _line(entry: Entry) -> dict[str, Any]:
         "kind": entry.kind,
         "at": entry.at,
         "actor": entry.actor,
+        "key": entry.key_name,
         "what": what,
         "version": entry.version,
     }
