@@ -90,7 +90,7 @@ def _engine(config: dict[str, Any]) -> PolicyEngine:
     """The configured workflow and model over a one-connection store (nothing connects yet)."""
     workflow = definition(config)
     model = Path(config["MODEL_PATH"])
-    db = Database(config["DATABASE_URL"], 1)
+    db = Database(config["DATABASE_URL"], 1, config["STORE_TIMEOUT"])
     try:
         with loading("model", model):
             return PolicyEngine(db, workflow, model, 1)

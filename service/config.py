@@ -40,6 +40,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MODEL_PATH", str(REPO_ROOT / "model.conf"), "The casbin model file."),
     Setting("POLICY_CACHE_TENANTS", 2048, "How many tenants' policies a process keeps in memory."),
     Setting("POOL_SIZE", 4, "Database connections kept open per process (PostgreSQL)."),
+    Setting(
+        "STORE_TIMEOUT",
+        3,
+        "Seconds a request waits for PostgreSQL before it fails closed with 503: to connect, "
+        "for each reply (a partitioned or stalled link) and, on the server, for each statement "
+        "of a write; a write transaction whose client went silent is ended by the server after "
+        "half of it, freeing its locks. 0: no limits.",
+    ),
     Setting("MAX_BODY_BYTES", 262144, "Largest accepted request body; larger bodies get 413."),
     Setting(
         "SECRET_KEY",
@@ -57,6 +65,11 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 _DEFAULTS = {s.name: s.default for s in SETTINGS}
+
+
+def default(name: str) -> Any:
+    """A setting's default, for the parts that are also built without a configuration."""
+    return _DEFAULTS[name]
 
 
 def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:

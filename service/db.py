@@ -5,29 +5,66 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import psycopg
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from flask import Flask, current_app
-from sqlalchemy import Connection, Engine, create_engine, event, make_url
+from psycopg.abc import PQGen
+from sqlalchemy import Connection, Engine, RootTransaction, create_engine, event, make_url, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
-from service.errors import Unavailable
+from service.config import default
+from service.errors import CommitUnknown, Unavailable
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _EXTENSION = "workflow_authz.db"
+_LIMITS = text(
+    "SELECT set_config('statement_timeout', :statement, true), "
+    "set_config('idle_in_transaction_session_timeout', :idle, true)"
+)
+"""A write transaction's server-side limits (SET LOCAL: they end with it, even behind PgBouncer)."""
+RV = TypeVar("RV")
+
+
+class NoReply(psycopg.OperationalError):
+    """The store sent nothing back within the deadline: a partitioned link or a stalled server."""
+
+
+class _DeadlineConnection(psycopg.Connection[Any]):
+    """A psycopg connection that waits at most `deadline` seconds for each reply.
+
+    libpq has no client-side limit on a query: behind a partition, or a proxy that still
+    acknowledges bytes but stopped forwarding them, TCP sees nothing wrong and a request would
+    wait for ever. Every round trip of psycopg goes through `wait`; past the deadline the
+    connection is closed, so SQLAlchemy sees a lost connection and never hands it out again.
+    """
+
+    deadline: float | None = None
+
+    def wait(self, gen: PQGen[RV], interval: float = 0.1, timeout: float | None = None) -> RV:
+        try:
+            return super().wait(gen, interval, self.deadline if timeout is None else timeout)
+        except psycopg.errors._WaitTimeout:  # raised only when a timeout was given
+            if timeout is not None:
+                raise
+            self.close()
+            raise NoReply(f"no reply from the store within {self.deadline:g} s") from None
 
 
 class Database:
     """One engine per process; read and write transactions that turn store failures into 503s."""
 
-    def __init__(self, url: str, pool_size: int = 4) -> None:
+    def __init__(
+        self, url: str, pool_size: int = 4, timeout: int = default("STORE_TIMEOUT")
+    ) -> None:
         self.url = make_url(url)
-        self.engine = _create_engine(url, pool_size)
-        self.reader = _create_reader(url, pool_size) or self.engine
+        self.timeout = max(0, timeout) if self.url.get_backend_name() == "postgresql" else 0
+        self.engine = _create_engine(url, pool_size, self.timeout)
+        self.reader = _create_reader(url, pool_size, self.timeout) or self.engine
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -47,22 +84,35 @@ class Database:
         """One atomic write transaction: everything in it commits together or not at all.
 
         On SQLite the transaction takes the write lock up front (BEGIN IMMEDIATE) so two writers
-        queue instead of failing when a reader upgrades.
+        queue instead of failing when a reader upgrades. On PostgreSQL a statement waits at most
+        the timeout (a lock held by a silent client), and a transaction left idle by a client
+        that vanished is ended by the server after half of it, so its locks stop blocking others
+        before they give up. A commit whose connection is lost raises CommitUnknown: it may have
+        reached the server, so the caller must not be told that nothing was written.
         """
         with _store_errors(), self.engine.connect() as conn:
             conn = conn.execution_options(sqlite_begin="IMMEDIATE")
-            with conn.begin():
+            with conn.begin() as transaction:
+                if self.timeout:
+                    ms = self.timeout * 1000
+                    conn.execute(_LIMITS, {"statement": f"{ms}ms", "idle": f"{ms // 2}ms"})
                 yield conn
+                _commit(transaction)
 
     def upgrade(self, revision: str = "head") -> None:
         """Create or upgrade the schema to the newest migration (run once, by `init`), or to an
-        older `revision` (tests of a migration start there)."""
+        older `revision` (tests of a migration start there), on an engine of its own without
+        the request timeouts: a migration may run long."""
         if self.url.get_backend_name() == "sqlite" and self.url.database:
             Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
-        with _store_errors(), self.engine.begin() as conn:
-            config = _alembic_config()
-            config.attributes["connection"] = conn
-            command.upgrade(config, revision)
+        engine = _create_engine(self.url.render_as_string(hide_password=False), 1, 0)
+        try:
+            with _store_errors(), engine.begin() as conn:
+                config = _alembic_config()
+                config.attributes["connection"] = conn
+                command.upgrade(config, revision)
+        finally:
+            engine.dispose()
 
     def is_current(self) -> bool:
         """True when the schema is at the newest migration."""
@@ -77,7 +127,10 @@ class Database:
 
 def init_app(app: Flask) -> None:
     """Open the process's store from the app's settings: one engine (and pool) per process."""
-    app.extensions[_EXTENSION] = Database(app.config["DATABASE_URL"], app.config["POOL_SIZE"])
+    config = app.config
+    app.extensions[_EXTENSION] = Database(
+        config["DATABASE_URL"], config["POOL_SIZE"], config["STORE_TIMEOUT"]
+    )
 
 
 def store() -> Database:
@@ -86,16 +139,32 @@ def store() -> Database:
     return database
 
 
+def _commit(transaction: RootTransaction) -> None:
+    """Commit; a connection lost meanwhile leaves the outcome unknown (the COMMIT may have
+    reached the server and only its answer been lost). A refusal the server sent is a known
+    outcome, nothing saved, and stays an ordinary store error."""
+    try:
+        transaction.commit()
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        raise CommitUnknown() from exc
+
+
 @contextmanager
 def _store_errors() -> Iterator[None]:
-    """Map driver and connection failures to Unavailable; integrity errors pass through."""
+    """Map driver and connection failures to Unavailable; integrity errors pass through.
+
+    A read may be retried once when its connection died (a database restart left the pool
+    dead), but not when the store did not reply in time: it would not answer the retry either.
+    """
     try:
         yield
     except DBAPIError as exc:
         if isinstance(exc, IntegrityError):  # psycopg's UniqueViolation, sqlite3's IntegrityError
             raise
         error = Unavailable("the store cannot be reached or failed; nothing was allowed")
-        error.retryable = exc.connection_invalidated
+        error.retryable = exc.connection_invalidated and not isinstance(exc.orig, NoReply)
         raise error from exc
     except SQLAlchemyError as exc:
         raise Unavailable("the store failed; nothing was allowed") from exc
@@ -107,7 +176,7 @@ def _alembic_config() -> Config:
     return config
 
 
-def _create_engine(url: str, pool_size: int) -> Engine:
+def _create_engine(url: str, pool_size: int, timeout: int) -> Engine:
     """An engine tuned for the backend: SQLite in WAL mode, PostgreSQL with a sized pool."""
     backend = make_url(url).get_backend_name()
     if backend == "sqlite":
@@ -115,22 +184,47 @@ def _create_engine(url: str, pool_size: int) -> Engine:
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
-    return create_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800
+    return _postgres_engine(
+        url,
+        timeout,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_recycle=1800,
     )
 
 
-def _create_reader(url: str, pool_size: int) -> Engine | None:
+def _create_reader(url: str, pool_size: int, timeout: int) -> Engine | None:
     """PostgreSQL: a separate autocommit pool for reads (SQLite reads share the one engine)."""
     if make_url(url).get_backend_name() == "sqlite":
         return None
-    return create_engine(
+    return _postgres_engine(
         url,
+        timeout,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_recycle=1800,
         isolation_level="AUTOCOMMIT",
     )
+
+
+def _postgres_engine(url: str, timeout: int, **options: Any) -> Engine:
+    """A PostgreSQL engine whose connections give up after `timeout` seconds (0: never): to
+    connect (libpq's connect_timeout, at least 2, unless the URL sets one) and for each reply
+    (the deadline)."""
+    if timeout <= 0:
+        return create_engine(url, **options)
+    given = "connect_timeout" in make_url(url).query
+    limit = {} if given else {"connect_timeout": max(2, timeout)}
+    engine = create_engine(url, connect_args=limit, **options)
+
+    def connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        connection = _DeadlineConnection.connect(*cargs, **cparams)
+        connection.deadline = timeout
+        return connection
+
+    event.listen(engine, "do_connect", connect)
+    return engine
 
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:

@@ -58,3 +58,14 @@ class Unavailable(ServiceError, status=503, code="unavailable"):
     """The store cannot be read or written: the service cannot answer, and never allows."""
 
     retryable = False  # True when the connection died: a read may be tried once more
+
+
+class CommitUnknown(Unavailable):
+    """The connection was lost during a commit, which may have reached the server: the change
+    may have been saved. Never "nothing was written" -- the caller must read before retrying."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the store connection was lost while committing: the change may have been saved or "
+            "not; read the current state before trying again"
+        )
