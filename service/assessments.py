@@ -7,14 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, bindparam, func, insert, select, tuple_
+from sqlalchemy import Connection, Select, bindparam, func, insert, select, tuple_
 from sqlalchemy.exc import IntegrityError
 
 from service.errors import Conflict, InvalidRequest, NotFound
 from service.keys import Key
 from service.limits import MAX_ASSESSMENT_ID
 from service.models import Assessment, PolicyVersion, Transition, utcnow
-from service.policies.store import require_version
+from service.policies.store import lock_version, locking, require_version
 from service.workflows import Workflow
 
 ASSESSMENT_ID = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._:-]{{0,{MAX_ASSESSMENT_ID - 1}}}\Z")
@@ -31,12 +31,14 @@ _SUBJECT = (
     .join(PolicyVersion, PolicyVersion.tenant == Assessment.tenant)
     .where(Assessment.tenant == bindparam("tenant"), Assessment.id == bindparam("id"))
 )
-# A move needs the whole state and the policy version, likewise in one query.
+# A read of the whole state, and a move's, which also needs the policy version and takes the
+# tenant lock in the same query.
 _STATE = (
     select(Assessment, PolicyVersion.version.label("policy_version"))
     .join(PolicyVersion, PolicyVersion.tenant == Assessment.tenant)
     .where(Assessment.tenant == bindparam("tenant"), Assessment.id == bindparam("id"))
 )
+_LOCKED_STATE = locking(_STATE)
 
 
 @dataclass(frozen=True)
@@ -96,11 +98,12 @@ def create(
 ) -> tuple[State, int]:
     """Register an assessment at its area's first phase, recording the API key that asks (None
     only for a store seeded outside the API, as the benchmarks do) and the actor its caller
-    names; Conflict if the id is taken. Returns the state and the tenant's policy version."""
+    names; Conflict if the id is taken. Returns the state and the tenant's policy version, read
+    under the tenant lock (policies/store.py)."""
     area_def = workflow.area_by_id.get(area)
     if area_def is None:
         raise InvalidRequest(f"unknown area {area!r}", field="area")
-    version = require_version(conn, tenant)
+    version = lock_version(conn, tenant)
     if _find(conn, tenant, assessment_id) is not None:
         raise Conflict(
             f"assessment {assessment_id!r} already exists in tenant {tenant!r}", field="id"
@@ -130,17 +133,21 @@ def create(
     return State(**values), version  # type: ignore[arg-type]
 
 
-def get_with_policy_version(conn: Connection, tenant: str, assessment_id: str) -> tuple[State, int]:
-    """The assessment's state and its tenant's policy version, in one query; NotFound naming the
-    tenant or the assessment."""
-    row = _row(conn, tenant, assessment_id)
+def lock_for_move(conn: Connection, tenant: str, assessment_id: str) -> tuple[State, int]:
+    """What a move decides with: the assessment's state and its tenant's policy version, in one
+    query that takes the tenant lock (policies/store.py) until commit, so the version is the one
+    the move commits under. A state that another move changed meanwhile fails the move's
+    compare-and-set. NotFound naming the tenant or the assessment."""
+    row = _row(conn, tenant, assessment_id, _LOCKED_STATE)
     return _state(row), row.policy_version
 
 
-def _row(conn: Connection, tenant: str, assessment_id: str) -> Any:
+def _row(
+    conn: Connection, tenant: str, assessment_id: str, query: Select[Assessment, int] = _STATE
+) -> Any:
     """The assessment's row with its tenant's policy version; NotFound naming the tenant or the
     assessment."""
-    row = conn.execute(_STATE, {"tenant": tenant, "id": assessment_id}).one_or_none()
+    row = conn.execute(query, {"tenant": tenant, "id": assessment_id}).one_or_none()
     if row is None:
         require_version(conn, tenant)  # an unknown tenant says so rather than "no assessment"
         raise not_found(tenant, assessment_id)

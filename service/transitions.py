@@ -66,7 +66,7 @@ def move(
         raise InvalidRequest(f"{action!r} does not move an assessment", field="action")
     if action == REOPEN and (reason is None or not reason.strip() or len(reason) > MAX_REASON):
         raise InvalidRequest(f"reopen needs a reason of 1-{MAX_REASON} characters", field="reason")
-    state, version = assessments.get_with_policy_version(conn, tenant, assessment_id)
+    state, version = assessments.lock_for_move(conn, tenant, assessment_id)
     log.from_phase, log.policy_version = state.phase, version
     area = engine.workflow.area_by_id[state.area]
     _check_expected(area, state, expected_phase)

@@ -3,6 +3,15 @@
 Rows live in casbin-sqlalchemy-adapter's `casbin_rule` table (v0 is the tenant; a unique index
 leads with it, so no query here ever reads another tenant's rows). Every write happens inside the
 caller's one transaction; nothing here commits.
+
+The tenant lock is the tenant's policy_versions row. Every write that can change what the feed's
+audience may see -- a policy save (`lock_version`), a create (`lock_version`) and a move (a read
+joining the row, `locking`) -- takes it before it reads the version it decides with and holds it
+until commit: on PostgreSQL with SELECT ... FOR UPDATE, on SQLite by BEGIN IMMEDIATE, which has
+locked the whole database already. So each of them decides with the version it commits under,
+and a save's list of the assessments in a phase holds every move committed before it and none
+still in flight. A new tenant's row is invisible to every other transaction until it commits.
+Reads never take it: under MVCC a plain SELECT does not wait for a row lock.
 """
 
 from __future__ import annotations
@@ -10,9 +19,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVarTuple
 
 from casbin_sqlalchemy_adapter import CasbinRule
-from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Select, bindparam, delete, insert, select, update
 
 from service.errors import Conflict, NotFound
 from service.models import PolicyVersion, utcnow
@@ -21,6 +31,7 @@ from service.workflows import Cell
 DEFAULT_TENANT = "default"
 """The tenant a request that names none means, and the one `init` creates from policy/."""
 RULES = CasbinRule.__table__
+Columns = TypeVarTuple("Columns")
 # Built once: the area/phase form of every decision reads the version.
 _VERSION = select(PolicyVersion.version).where(PolicyVersion.tenant == bindparam("tenant"))
 
@@ -91,13 +102,22 @@ def tenants(conn: Connection) -> list[str]:
 
 
 def lock_version(conn: Connection, tenant: str) -> int:
-    """Read the tenant's version, locking its row until commit (PostgreSQL; SQLite locks the db)."""
+    """Read the tenant's version, taking the tenant lock until commit; NotFound naming the tenant
+    when it does not exist."""
     version = conn.execute(
         select(PolicyVersion.version).where(PolicyVersion.tenant == tenant).with_for_update()
     ).scalar_one_or_none()
     if version is None:
         raise NotFound(f"unknown tenant {tenant!r}", field="tenant")
     return version
+
+
+def locking(query: Select[*Columns]) -> Select[*Columns]:
+    """`query`, which joins the tenant's policy_versions row, taking the tenant lock until commit:
+    the version it returns is then the newest committed one, and stays it (on PostgreSQL, under
+    READ COMMITTED, a statement that waited for the lock returns the row as its holder committed
+    it; the rows it joins are as the statement first found them)."""
+    return query.with_for_update(of=PolicyVersion)
 
 
 def bump(conn: Connection, tenant: str, version: int, actor: str) -> int:
