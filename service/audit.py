@@ -27,7 +27,7 @@ from sqlalchemy import (
     union_all,
 )
 
-from service.models import Assessment, PolicyChange, Transition, utcnow
+from service.models import ApiKey, Assessment, PolicyChange, Transition, utcnow
 from service.workflows import Cell, CellChange
 
 Kind = Literal["policy", "transition"]
@@ -37,14 +37,16 @@ Kind = Literal["policy", "transition"]
 class Entry:
     """One line of the trail: a changed policy cell (`after` its new value) or an assessment
     moved from `phase` to `to_phase` (with `assessment_id`, for a reopen the `reason`, and the
-    name of the API key that moved it beside the actor its caller named: `key_name`, None for a
-    policy change and for moves recorded before the key was kept)."""
+    API key that moved it beside the actor its caller named: `key_name` and `key_prefix`, the
+    prefix `keys list` shows, since names are unique only among active keys; None for a policy
+    change and for moves recorded before the key was kept)."""
 
     kind: Kind
     id: int
     at: datetime
     actor: str
     key_name: str | None
+    key_prefix: str | None
     area: str
     phase: str
     to_phase: str | None
@@ -86,6 +88,7 @@ def _policy_changes(tenant: str, area: str | None, person: str | None) -> Select
         PolicyChange.at,
         PolicyChange.actor,
         cast(null(), String).label("key_name"),
+        cast(null(), String).label("key_prefix"),
         PolicyChange.area,
         PolicyChange.phase,
         cast(null(), String).label("to_phase"),
@@ -112,6 +115,7 @@ def _transitions(tenant: str, area: str | None, person: str | None) -> Select[*t
             Transition.at,
             Transition.actor,
             Transition.key_name,
+            ApiKey.prefix.label("key_prefix"),
             Assessment.area,
             Transition.from_phase.label("phase"),
             Transition.to_phase,
@@ -126,6 +130,7 @@ def _transitions(tenant: str, area: str | None, person: str | None) -> Select[*t
             Assessment,
             and_(Assessment.tenant == Transition.tenant, Assessment.id == Transition.assessment_id),
         )
+        .outerjoin(ApiKey, ApiKey.id == Transition.key_id)
         .where(Transition.tenant == tenant)
     )
     if area:

@@ -9,9 +9,11 @@ import pytest
 from sqlalchemy import select
 
 from service import policy_changes
+from service.db import Database
 from service.errors import Conflict
 from service.models import PolicyChange
 from service.policies import PolicyEngine
+from service.policies import store as rows
 from service.policies.store import tenant_cells
 from tests.conftest import policy_version
 
@@ -84,3 +86,12 @@ def test_a_failure_mid_write_leaves_the_previous_policy(engine: PolicyEngine) ->
         policy_changes.save(conn, engine, "default", set(), actor="a")
         raise RuntimeError("crash after the rows were replaced, before commit")
     assert _cells(engine) == before and policy_version(engine) == 1
+
+
+def test_a_tenant_created_by_a_concurrent_writer_is_a_conflict_not_a_failure(db: Database) -> None:
+    """The insert itself refuses an existing tenant (the race between the check and the insert
+    that two `tenants create` can run on PostgreSQL), and the transaction stays usable."""
+    with db.write() as conn:
+        with pytest.raises(Conflict, match="tenant 'default' already exists"):
+            rows.insert_tenant(conn, "default", "second writer")
+        assert rows.current_version(conn, "default") == 1

@@ -65,6 +65,7 @@ def _line(entry: Entry) -> dict[str, Any]:
         "at": entry.at,
         "actor": entry.actor,
         "key": entry.key_name,
+        "key_prefix": entry.key_prefix,
         "what": what,
         "version": entry.version,
     }

@@ -23,6 +23,7 @@ from typing import TypeVarTuple
 
 from casbin_sqlalchemy_adapter import CasbinRule
 from sqlalchemy import Connection, Select, bindparam, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from service.errors import Conflict, NotFound
 from service.models import PolicyVersion, utcnow
@@ -50,12 +51,17 @@ def require_version(conn: Connection, tenant: str) -> int:
 
 
 def insert_tenant(conn: Connection, tenant: str, actor: str) -> None:
-    """A new tenant at policy version 1 (its rows are inserted separately)."""
-    conn.execute(
-        insert(PolicyVersion).values(
-            tenant=tenant, version=1, updated_at=utcnow(), updated_by=actor
-        )
-    )
+    """A new tenant at policy version 1 (its rows are inserted separately); Conflict when it
+    exists, also when a concurrent writer created it after the caller looked."""
+    try:
+        with conn.begin_nested():
+            conn.execute(
+                insert(PolicyVersion).values(
+                    tenant=tenant, version=1, updated_at=utcnow(), updated_by=actor
+                )
+            )
+    except IntegrityError:
+        raise Conflict(f"tenant {tenant!r} already exists", field="tenant") from None
 
 
 def tenant_cells(conn: Connection, tenant: str, area: str | None = None) -> list[Cell]:
