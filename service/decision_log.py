@@ -120,3 +120,35 @@ class Write:
             "error": None if refusal is None else refusal.code,
         }
         log.info(json.dumps(line, separators=(",", ":")))
+
+
+def record_policy_write(
+    tenant: str,
+    actor: str,
+    area: str | None,
+    outcome: tuple[int, int] | ServiceError,
+) -> str:
+    """Log one policy write once its outcome is known: saved (`outcome` is the version in force
+    and how many cells changed) or refused (the error: a stale form's 409, a store failure)."""
+    decision_id = new_id()
+    if not log.isEnabledFor(logging.INFO):
+        return decision_id
+    ending: dict[str, Any]
+    if isinstance(outcome, ServiceError):
+        ending = dict(policy_version=None, changes=None, allowed=False, status=outcome.status)
+        ending["error"] = outcome.code
+    else:
+        version, changes = outcome
+        ending = dict(policy_version=version, changes=changes, allowed=True, status=None)
+        ending["error"] = None
+    line = {
+        "event": "policy",
+        "decision_id": decision_id,
+        "at": iso(utcnow()),
+        "tenant": tenant,
+        "actor": actor,
+        "area": area,
+        **ending,
+    }
+    log.info(json.dumps(line, separators=(",", ":")))
+    return decision_id

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
-from service import audit, events
-from service.errors import Conflict, InvalidRequest
+from service import audit, decision_log, events
+from service.db import Database
+from service.errors import Conflict, InvalidRequest, ServiceError
 from service.policies import PolicyEngine
 from service.policies import store as rows
 from service.workflows import IDENTIFIER_RULE, Cell, CellChange, is_identifier
@@ -34,6 +35,36 @@ def create_tenant(conn: Connection, tenant: str, cells: Iterable[Cell], actor: s
     rows.insert_tenant(conn, tenant, actor)
     rows.insert_cells(conn, tenant, set(cells))
     return WriteResult(1)
+
+
+def commit(
+    db: Database,
+    engine: PolicyEngine,
+    tenant: str,
+    cells: Iterable[Cell],
+    *,
+    actor: str,
+    area: str | None = None,
+    expected_version: int | None = None,
+) -> WriteResult:
+    """`save` in a transaction of its own, and its line in the decision log once committed or
+    refused: what the admin form and `import` call."""
+    try:
+        with db.write() as conn:
+            result = save(
+                conn,
+                engine,
+                tenant,
+                cells,
+                actor=actor,
+                area=area,
+                expected_version=expected_version,
+            )
+    except ServiceError as error:
+        decision_log.record_policy_write(tenant, actor, area, error)
+        raise
+    decision_log.record_policy_write(tenant, actor, area, (result.version, len(result.changes)))
+    return result
 
 
 def save(

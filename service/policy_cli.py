@@ -337,8 +337,7 @@ def _replaced(
 ) -> tuple[int, tuple[CellChange, ...]]:
     """Replace the tenant's cells in one write transaction: the new version and what changed
     (in display order, as the seam computes them)."""
-    with engine.db.write() as conn:
-        result = policy_changes.save(conn, engine, tenant, cells, actor=actor)
+    result = policy_changes.commit(engine.db, engine, tenant, cells, actor=actor)
     return result.version, result.changes
 
 

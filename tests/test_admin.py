@@ -6,6 +6,8 @@ the session signing key."""
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 from datetime import timedelta
 from html.parser import HTMLParser
@@ -849,3 +851,27 @@ def test_other_stores_need_the_key_configured() -> None:
     configured = create_app({"DATABASE_URL": url, "SECRET_KEY": "k" * 64})
     configured.extensions["workflow_authz.db"].dispose()
     assert configured.secret_key == "k" * 64
+
+
+def test_a_policy_save_and_a_stale_one_each_log_one_line_with_an_id(
+    sysadmin: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every write goes to the decision log: a save with the version it made, a stale one
+    refused with 409; the line is written once the outcome is known."""
+    caplog.set_level(logging.INFO, logger="workflow_authz.decisions")
+    form = behaviour_form(sysadmin)
+    saved = form | {"view-organisation_approval-parent": "on", "step": "save"}
+    sysadmin.post("/admin/workflow/behaviour", data=saved)
+    stale = form | {"view-organisation_approval-learner": "on", "step": "save"}
+    sysadmin.post("/admin/workflow/behaviour", data=stale)
+    lines = [
+        json.loads(r.getMessage()) for r in caplog.records if r.name == "workflow_authz.decisions"
+    ]
+    assert [
+        {k: line[k] for k in ("event", "actor", "area", "allowed", "status")} for line in lines
+    ] == [
+        dict(event="policy", actor="sysadmin", area="behaviour", allowed=True, status=None),
+        dict(event="policy", actor="sysadmin", area="behaviour", allowed=False, status=409),
+    ]
+    assert lines[0]["policy_version"] == int(form["version"]) + 1 and lines[0]["changes"] == 1
+    assert len({line["decision_id"] for line in lines}) == 2

@@ -50,10 +50,10 @@ def workflow_submit(area_id: str) -> ResponseReturnValue:
     problems += matrix.validate(workflow(), area, draft)
     if problems:
         return _form_page(tenant, area, stored, draft, loaded_version, problems), 400
+    if step == "save":  # a stale one is refused by the write itself, and logged as refused
+        return _save(tenant, area, draft, loaded_version)
     if loaded_version != stored.version:
         return _stale_page(tenant, area, loaded_version)
-    if step == "save":
-        return _save(tenant, area, draft, loaded_version)
     return _review_page(tenant, area, stored, draft)
 
 
@@ -117,16 +117,15 @@ def _save(
     """Replace the area's rows, bump the version and audit each cell, in one transaction; a
     version that moved since the form was loaded refuses the whole save."""
     try:
-        with store().write() as conn:
-            result = policy_changes.save(
-                conn,
-                policy_engine(),
-                tenant,
-                matrix.to_cells(draft),
-                actor=admin().username,
-                area=area.id,
-                expected_version=loaded_version,
-            )
+        result = policy_changes.commit(
+            store(),
+            policy_engine(),
+            tenant,
+            matrix.to_cells(draft),
+            actor=admin().username,
+            area=area.id,
+            expected_version=loaded_version,
+        )
     except Conflict:
         return _stale_page(tenant, area, loaded_version)
     count = len(result.changes)
