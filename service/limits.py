@@ -11,4 +11,6 @@ MAX_REASON = 500
 MAX_BATCH = 1000
 """Questions in one /authorize/batch, ids in one bulk advance."""
 MAX_PAGE = 1000
-"""Events in one page of the feed."""
+"""Events in one page of the feed, results in one page of an AuthZEN search."""
+MAX_TOKEN = 512
+"""An AuthZEN search's page token (it holds an assessment id)."""
