@@ -8,7 +8,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Executable, bindparam, func, insert, select, tuple_, union_all
+from sqlalchemy import (
+    CompoundSelect,
+    Connection,
+    Select,
+    bindparam,
+    func,
+    insert,
+    select,
+    tuple_,
+    union_all,
+)
 from sqlalchemy.exc import IntegrityError
 
 from service.errors import Conflict, InvalidRequest, NotFound
@@ -202,7 +212,7 @@ def ids_at(
 
 def ids_at_statement(
     tenant: str, places: Sequence[tuple[str, str]], after: str | None, limit: int
-) -> Executable:
+) -> Select[str] | CompoundSelect[str]:
     """The one statement of ids_at (given at least one place): an arm per place, each a range
     of ix_assessments_place read in id order and cut at `limit`, merged in id order. A page
     reads at most `limit` index entries per place, however many assessments the tenant has and
