@@ -395,19 +395,19 @@ def search_rows(
             (0, options.walk_limit),
         )
     ]
-    progress(f"{backend}: resource search, first pages")
-    rounds = [
-        (
-            first_pages(server, key, small, options.first_limit, options.page_requests),
-            first_pages(server, key, large, options.first_limit, options.page_requests),
-            first_pages(server, key, large, options.walk_limit, options.page_requests),
-        )
-        for _ in range(options.rounds)
-    ]
-    on_small, on_large, wide = (sum((r[i] for r in rounds), []) for i in range(3))
-    progress(f"{backend}: resource search, walking every page")
-    ids, times = walk(server, key, large, options.walk_limit)
-    wrong = int(len(ids) != len(set(ids)) or set(ids) != expected_ids(content, 0))
+    on_small: list[float] = []
+    on_large: list[float] = []
+    wide: list[float] = []
+    times: list[float] = []
+    wrong = 0
+    for number in range(options.rounds):  # interleaved, so a burst of load lands on every row
+        progress(f"{backend}: resource search, round {number + 1} of {options.rounds}")
+        on_small += first_pages(server, key, small, options.first_limit, options.page_requests)
+        on_large += first_pages(server, key, large, options.first_limit, options.page_requests)
+        wide += first_pages(server, key, large, options.walk_limit, options.page_requests)
+        ids, took = walk(server, key, large, options.walk_limit)
+        times += took
+        wrong += int(len(ids) != len(set(ids)) or set(ids) != expected_ids(content, 0))
     size_ratio = _p50(on_large) / _p50(on_small)
     walk_ratio = _p50(times) / _p50(wide)
     first = f"search page 1 ×{options.first_limit}"
@@ -436,7 +436,7 @@ def search_rows(
             backend,
             options.assessments,
             times,
-            len(ids) / len(times),
+            len(ids) * options.rounds / len(times),
             errors=wrong,
             ratio=table.at_most(walk_ratio, TARGET_WALK_RATIO),
             versus=f"page 1 ×{options.walk_limit}",
@@ -530,9 +530,9 @@ def _legend(options: Options) -> list[str]:
         f"{options.tenants} tenants, and {options.batches} batches of {options.batch_size} "
         "about one tenant each (AuthZEN: the tenant in the path, every item's entities given).",
         f"search rows: sequential requests on one connection each, {options.rounds} rounds of "
-        f"{options.page_requests} first pages per size; {role} may {action} (the generated "
-        "policy's places) a share of a tenant's assessments. The walk pages to the end once "
-        "and checks every id; its ratio is its median page against first pages of its limit.",
+        f"{options.page_requests} first pages per row and one walk; {role} may {action} (the "
+        "generated policy's places) a share of a tenant's assessments. Each walk pages to the "
+        "end and checks every id; its ratio is its median page against first pages of its limit.",
         "assessments: in the store the row's requests go to (wrk rows: all tenants'); "
         "decisions or results/s: req/s times the decisions or results per request.",
         "plan: EXPLAIN of the page statement on the store (SQLite's query plan, PostgreSQL's "
