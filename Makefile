@@ -50,6 +50,7 @@ bench: $(BIN)/workflow-authz browser
 	$(BIN)/python -m bench.http
 	$(BIN)/python -m bench.propagation
 	$(BIN)/python -m bench.shapes
+	$(BIN)/python -m bench.authzen
 
 ## Ten minutes of mixed load; reports errors and memory growth.
 soak: $(BIN)/workflow-authz browser

@@ -8,14 +8,14 @@ when the service's modules are renamed or reshaped only this file has to follow.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from unittest import mock
 
 import flask.testing  # noqa: F401 - imported up front, so first-decision times exclude it
 from flask import Flask
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, Table, text
 
 import service.admin  # noqa: F401 - idem
 import service.api  # noqa: F401 - idem
@@ -195,6 +195,21 @@ class Local:
         with self.db.write() as conn:
             policy_changes.create_tenant(conn, tenant, default_cells(), actor=ACTOR)
             assessments.create(conn, self.engine.workflow, tenant, assessment, area, key=None)
+
+
+def search_plan(url: str, tenant: str, places: Sequence[tuple[str, str]], limit: int) -> str:
+    """The store's plan (EXPLAIN) for the first page of a resource search over `places`: the
+    statement assessments.ids_at runs, with its values inlined."""
+    db = Database(url, 1)
+    try:
+        with db.read() as conn:
+            statement = assessments.ids_at_statement(tenant, places, None, limit)
+            literal = {"literal_binds": True}
+            sql = str(statement.compile(dialect=conn.dialect, compile_kwargs=literal))
+            explain = "EXPLAIN QUERY PLAN" if conn.dialect.name == "sqlite" else "EXPLAIN"
+            return "\n".join(str(row[-1]) for row in conn.execute(text(f"{explain} {sql}")))
+    finally:
+        db.dispose()
 
 
 # -- apps ----------------------------------------------------------------------------------------

@@ -28,12 +28,14 @@ SOCKET_ERRORS = ("connect", "read", "write", "timeout")
 
 @dataclass(frozen=True)
 class Load:
-    """A wrk load: method, path, headers and the bodies wrk cycles through."""
+    """A wrk load: method, path, headers and the bodies wrk cycles through; `paths`, when given,
+    holds each body's own path instead (AuthZEN names the tenant in the path)."""
 
     method: str
     path: str
     headers: dict[str, str]
     bodies: tuple[str, ...] = ("",)
+    paths: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -208,9 +210,15 @@ def lua_script(load: Load) -> str:
     """A wrk script: every body pre-formatted as a request, cycled; done() prints the figures."""
     headers = ", ".join(f"[{lua_string(k)}] = {lua_string(v)}" for k, v in load.headers.items())
     bodies = ",\n".join(lua_string(b) for b in load.bodies)
+    if load.paths and len(load.paths) != len(load.bodies):
+        raise ValueError("a load's paths, when given, are one per body")
+    paths = ",\n".join(lua_string(p) for p in load.paths)
     return f"""
 local bodies = {{
 {bodies}
+}}
+local paths = {{
+{paths}
 }}
 local headers = {{ {headers} }}
 local prepared = {{}}
@@ -219,7 +227,8 @@ local n = 0
 function init(args)
   for i, body in ipairs(bodies) do
     if body == "" then body = nil end
-    prepared[i] = wrk.format({lua_string(load.method)}, {lua_string(load.path)}, headers, body)
+    local path = paths[i] or {lua_string(load.path)}
+    prepared[i] = wrk.format({lua_string(load.method)}, path, headers, body)
   end
 end
 

@@ -36,9 +36,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings["MAX_BODY_BYTES"]
     app.json.sort_keys = False  # type: ignore[attr-defined]
     init_app(app)
-    from service import api
+    from service import api, authzen
 
     app.register_blueprint(api.bp)
+    app.register_blueprint(authzen.bp)
     _register_admin(app)
     _register_errors(app)
     _register_metrics(app)

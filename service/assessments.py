@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Select, bindparam, func, insert, select, tuple_
+from sqlalchemy import (
+    CompoundSelect,
+    Connection,
+    Select,
+    bindparam,
+    func,
+    insert,
+    select,
+    tuple_,
+    union_all,
+)
 from sqlalchemy.exc import IntegrityError
 
 from service.errors import Conflict, InvalidRequest, NotFound
@@ -239,3 +250,35 @@ def phase_counts(conn: Connection, tenant: str, area: str) -> dict[str, int]:
         .group_by(Assessment.phase)
     )
     return {phase: count for phase, count in rows}
+
+
+def ids_at(
+    conn: Connection, tenant: str, places: Sequence[tuple[str, str]], after: str | None, limit: int
+) -> list[str]:
+    """Ids of the tenant's assessments now at any of `places` (area, phase), after the id `after`
+    (None: from the start), in id order, at most `limit`: a page of resource search."""
+    if not places:
+        return []
+    return list(conn.execute(ids_at_statement(tenant, places, after, limit)).scalars())
+
+
+def ids_at_statement(
+    tenant: str, places: Sequence[tuple[str, str]], after: str | None, limit: int
+) -> Select[str] | CompoundSelect[str]:
+    """The one statement of ids_at (given at least one place): an arm per place, each a range
+    of ix_assessments_place read in id order and cut at `limit`, merged in id order. A page
+    reads at most `limit` index entries per place, however many assessments the tenant has and
+    however few of them are at those places (a filter over the primary key's id order would
+    read them all to fill a page of a sparse result)."""
+    arms = []
+    for area, phase in places:
+        arm = select(Assessment.id).where(
+            Assessment.tenant == tenant, Assessment.area == area, Assessment.phase == phase
+        )
+        if after is not None:
+            arm = arm.where(Assessment.id > after)
+        arms.append(arm.order_by(Assessment.id).limit(limit))
+    if len(arms) == 1:
+        return arms[0]
+    merged = union_all(*(select(arm.subquery().c.id) for arm in arms))
+    return merged.order_by("id").limit(limit)

@@ -62,6 +62,12 @@ SETTINGS: tuple[Setting, ...] = (
         "(it is always Secure on requests that arrive over HTTPS).",
     ),
     Setting("LOG_LEVEL", "INFO", "Python logging level."),
+    Setting(
+        "PUBLIC_URL",
+        "",
+        "The service's base URL as AuthZEN clients reach it (https://pdp.example.com), named in "
+        "/.well-known/authzen-configuration; when empty, each request's own origin.",
+    ),
 )
 
 _DEFAULTS = {s.name: s.default for s in SETTINGS}

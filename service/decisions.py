@@ -95,17 +95,30 @@ class Stored:
 
 
 def decide_all(
-    facts: Facts, key: Key, questions: Sequence[Asked], record: Record = decision_log.record
+    facts: Facts,
+    key: Key,
+    questions: Sequence[Asked],
+    record: Record = decision_log.record,
+    until: Callable[[Answer | ServiceError], bool] | None = None,
 ) -> list[Answer | ServiceError]:
     """Answer every question in order: each an answer or its own error, never both. Nothing is
     read for a tenant the key may not ask about. Errors of the store (5xx) are raised: then
-    nothing is answered, and nothing is allowed."""
+    nothing is answered, and nothing is allowed. With `until`, answering stops after the first
+    answer it holds for: the questions after it are neither decided nor recorded (AuthZEN's
+    short-circuiting evaluations)."""
     asked = [_for_key(key, q) for q in questions]
     valid = [q for q in asked if isinstance(q, Question)]
     found = facts.subjects({(q.tenant, q.assessment) for q in valid if q.assessment})
     unplaced = {q.tenant for q in valid if (q.tenant, q.assessment) not in found}
     known = facts.versions(unplaced)  # by phase, or to tell an unknown tenant from an assessment
-    return [_answer(facts, key, q, found, known, record) for q in asked]
+    if until is None:
+        return [_answer(facts, key, q, found, known, record) for q in asked]
+    answers: list[Answer | ServiceError] = []
+    for question in asked:
+        answers.append(_answer(facts, key, question, found, known, record))
+        if until(answers[-1]):
+            break
+    return answers
 
 
 def decide_one(facts: Facts, key: Key, question: Question) -> Answer:

@@ -16,7 +16,9 @@ MAX_REASON = 500
 MAX_BATCH = 1000
 """Questions in one /authorize/batch, ids in one bulk advance."""
 MAX_PAGE = 1000
-"""Events in one page of the feed."""
+"""Events in one page of the feed, results in one page of an AuthZEN search."""
+MAX_TOKEN = 512
+"""An AuthZEN search's page token (it holds an assessment id)."""
 
 FREE_TEXT_RULE = "printable characters in Unicode normal form NFC, not only blanks"
 """What free text that people read later (an actor, a reason) may hold, in words.

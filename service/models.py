@@ -57,6 +57,8 @@ class Assessment(Base):
     """Which phase an assessment is in; `version` grows by one with every transition."""
 
     __tablename__ = "assessments"
+    # Made by migration 0004: a page of the assessments at a place, in id order (resource search).
+    __table_args__ = (Index("ix_assessments_place", "tenant", "area", "phase", "id"),)
 
     tenant: Mapped[str] = mapped_column(String(MAX_IDENTIFIER), primary_key=True)
     id: Mapped[str] = mapped_column(String(MAX_ASSESSMENT_ID), primary_key=True)

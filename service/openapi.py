@@ -28,7 +28,7 @@ ERROR_TEXTS = {
     429: "Too many failed authentications from this address; see Retry-After.",
     503: "The store cannot be read: nothing is allowed.",
 }
-PATH_PARAMETERS = {"assessment_id": shapes.AssessmentId}
+PATH_PARAMETERS = {"assessment_id": shapes.AssessmentId, "tenant": shapes.Ident}
 
 
 def served() -> bytes:

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from flask import Response, current_app, request
 from pydantic import BaseModel, ConfigDict, Field, SkipValidation, TypeAdapter, ValidationError
@@ -32,6 +32,7 @@ from service.limits import (
     MAX_PAGE,
     MAX_REASON,
     MAX_TEXT,
+    MAX_TOKEN,
     free_text_problem,
 )
 from service.policies.store import DEFAULT_TENANT
@@ -325,6 +326,230 @@ class Health:
     store: str
 
 
+# -- AuthZEN 1.0 (authzen.py) ----------------------------------------------------------------
+
+
+class Standard(Body):
+    """An AuthZEN request body: strict types like every body, but unknown fields ignored, as the
+    standard requires of every receiver (forward compatibility)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+JsonObject = dict[str, Any]
+
+
+class AuthzenSubject(Standard):
+    """Who asks: the role is `properties.role`, else the `id` of a subject of type "role"."""
+
+    type: str
+    id: str
+    properties: JsonObject | None = None
+
+
+class AuthzenResource(Standard):
+    """What about: {"type": "assessment", "id": "<assessment id>"} (at its current phase) or
+    {"type": "phase", "id": "<area>/<phase>"}."""
+
+    type: str
+    id: str
+    properties: JsonObject | None = None
+
+
+class AuthzenAction(Standard):
+    """What to do: {"name": "view" | "edit" | "advance" | "reopen"}."""
+
+    name: str
+    properties: JsonObject | None = None
+
+
+class SoughtEntity(Standard):
+    """The entity a search looks for: its `type`; an `id` is ignored, as the standard says."""
+
+    type: str
+    properties: JsonObject | None = None
+
+
+class EvaluationBody(Standard):
+    """POST .../access/v1/evaluation: may the subject take the action on the resource?"""
+
+    subject: AuthzenSubject
+    action: AuthzenAction
+    resource: AuthzenResource
+    context: JsonObject | None = None
+
+
+class EvaluationItem(Standard):
+    """One evaluation of a boxcar: each entity it names replaces the top-level default whole."""
+
+    subject: AuthzenSubject | None = None
+    action: AuthzenAction | None = None
+    resource: AuthzenResource | None = None
+    context: JsonObject | None = None
+
+
+Semantic = Literal["execute_all", "deny_on_first_deny", "permit_on_first_permit"]
+
+
+class EvaluationsOptions(Standard):
+    """How a boxcar is executed: every item, or up to the first deny, or the first permit."""
+
+    evaluations_semantic: Semantic = "execute_all"
+
+
+class EvaluationsBody(EvaluationItem):
+    """POST .../access/v1/evaluations: the top-level entities are defaults for the items; with
+    no items, a single evaluation. Items are checked one by one: a bad item is its own deny."""
+
+    evaluations: (
+        Annotated[list[SkipValidation[EvaluationItem]], Field(max_length=MAX_BATCH)] | None
+    ) = None
+    options: EvaluationsOptions | None = None
+
+
+class PageRequest(Standard):
+    """Which page: none for the first; then the `next_token` of the previous answer, with the
+    same entities and limit (the token carries the limit when it is left out)."""
+
+    token: Annotated[str, Field(max_length=MAX_TOKEN)] | None = None
+    limit: Annotated[int, Field(ge=1, le=MAX_PAGE)] | None = Field(
+        default=None, description=f"1-{MAX_PAGE} results per page; 100 when left out"
+    )
+
+
+class SubjectSearchBody(Standard):
+    """POST .../access/v1/search/subject: which roles may take the action on the resource?"""
+
+    subject: SoughtEntity
+    action: AuthzenAction
+    resource: AuthzenResource
+    context: JsonObject | None = None
+    page: PageRequest | None = None
+
+
+class ResourceSearchBody(Standard):
+    """POST .../access/v1/search/resource: on which assessments (or at which phases) may the
+    subject take the action right now?"""
+
+    subject: AuthzenSubject
+    action: AuthzenAction
+    resource: SoughtEntity
+    context: JsonObject | None = None
+    page: PageRequest | None = None
+
+
+class ActionSearchBody(Standard):
+    """POST .../access/v1/search/action: which actions may the subject take on the resource?"""
+
+    subject: AuthzenSubject
+    resource: AuthzenResource
+    context: JsonObject | None = None
+    page: PageRequest | None = None
+
+
+@dataclass(slots=True)
+class AccessError:
+    """Why an evaluation could not be decided (an unknown role, action, area, phase or
+    assessment): an HTTP-like status and a sentence. The decision is then false."""
+
+    status: int
+    message: str
+
+
+@dataclass(slots=True)
+class DecisionContext:
+    """Why: the decision's id (as in the decision log), the policy version, the place it was
+    decided at, the row that allowed it (absent on a deny) and the native reason; `code` and
+    `reason` mark the deny that ended a deny_on_first_deny boxcar."""
+
+    decision_id: str
+    policy_version: int
+    area: str
+    phase: str
+    reason_admin: dict[str, str]
+    rule: list[str] | None = None
+    code: str | None = None
+    reason: str | None = None
+
+
+@dataclass(slots=True)
+class ErrorContext:
+    """An evaluation that could not be decided, and why."""
+
+    error: AccessError
+    code: str | None = None
+    reason: str | None = None
+
+
+@dataclass(slots=True)
+class AccessDecision:
+    """An AuthZEN decision: a deny (or an undecidable question) is false, never an error."""
+
+    decision: bool
+    context: DecisionContext | ErrorContext
+
+
+@dataclass(slots=True)
+class AccessEvaluations:
+    """The decisions in request order (cut after the deciding one by deny_on_first_deny or
+    permit_on_first_permit); asked with no items, one decision's `decision` and `context`."""
+
+    evaluations: list[AccessDecision] | None = None
+    decision: bool | None = None
+    context: DecisionContext | ErrorContext | None = None
+
+
+@dataclass(slots=True)
+class PageAnswer:
+    """This page's size, and the token of the next page ("" after the last)."""
+
+    next_token: str
+    count: int
+
+
+@dataclass(slots=True)
+class FoundEntity:
+    """A subject or resource a search found."""
+
+    type: str
+    id: str
+
+
+@dataclass(slots=True)
+class FoundAction:
+    """An action a search found."""
+
+    name: str
+
+
+@dataclass(slots=True)
+class FoundEntities:
+    """A page of the subjects or resources found, in order."""
+
+    page: PageAnswer
+    results: list[FoundEntity]
+
+
+@dataclass(slots=True)
+class FoundActions:
+    """A page of the actions found, in the definition's order."""
+
+    page: PageAnswer
+    results: list[FoundAction]
+
+
+@dataclass(slots=True)
+class PdpMetadata:
+    """Where a tenant's AuthZEN endpoints are (the standard's PDP metadata)."""
+
+    policy_decision_point: str
+    access_evaluation_endpoint: str
+    access_evaluations_endpoint: str
+    search_subject_endpoint: str
+    search_resource_endpoint: str
+    search_action_endpoint: str
+
+
 class OpenApiDocument(Answer):
     """OpenAPI 3.1, derived from these declarations."""
 
@@ -415,12 +640,13 @@ def validate(model: type[M], data: Any) -> M:
 
 
 def invalid(model: type[BaseModel], error: ValidationError) -> InvalidRequest:
-    """The service's error for pydantic's first finding (an unknown field first of all)."""
+    """The service's error for pydantic's first finding (an unknown field first of all); a
+    field inside an object is named by its path (`subject.id`)."""
     details = error.errors(include_url=False, include_input=False)
     first = next((d for d in details if d["type"] == "extra_forbidden"), details[0])
     if not first["loc"]:
         return InvalidRequest(NOT_AN_OBJECT)
-    name = str(first["loc"][0])
+    name = ".".join(str(part) for part in first["loc"])
     return InvalidRequest(_message(model, name, first), field=name)
 
 
@@ -452,17 +678,20 @@ def _descriptions(model: type[BaseModel]) -> dict[str, str]:
     return found
 
 
-def respond(answer: object, status: int = 200) -> Response:
-    """A JSON response of an answer or a domain record."""
-    return Response(to_json(answer), status=status, mimetype="application/json")
+def respond(answer: object, status: int = 200, *, omit_null: bool = False) -> Response:
+    """A JSON response of an answer or a domain record; `omit_null` leaves out every field
+    that is None (AuthZEN answers: the standard omits a property rather than send null)."""
+    return Response(
+        to_json(answer, omit_null=omit_null), status=status, mimetype="application/json"
+    )
 
 
-def to_json(answer: object) -> bytes:
+def to_json(answer: object, *, omit_null: bool = False) -> bytes:
     """An answer or a domain record as JSON, serialised by its declaration."""
     if isinstance(answer, BaseModel):
-        return answer.__pydantic_serializer__.to_json(answer)
+        return answer.__pydantic_serializer__.to_json(answer, exclude_none=omit_null)
     kind: Any = type(answer)
-    return adapter(kind).dump_json(answer)
+    return adapter(kind).dump_json(answer, exclude_none=omit_null)
 
 
 @cache

@@ -18,7 +18,7 @@ from service.db import Database
 from service.decisions import Answer, Question, Stored
 from service.errors import Forbidden, InvalidRequest, NotFound, ServiceError, Unavailable
 from service.keys import Key
-from service.policies import PolicyEngine
+from service.policies import Decision, PolicyEngine
 from tests.conftest import Api
 
 ALL = Key(0, "test", None)
@@ -108,6 +108,31 @@ def test_each_question_fails_alone_and_the_rest_are_answered(
     assert isinstance(answers[2], NotFound) and answers[2].field == "assessment"
     assert isinstance(answers[3], NotFound) and answers[3].field == "tenant"
     assert isinstance(answers[4], Answer) and answers[4].decision.allowed
+
+
+def test_until_stops_after_the_first_answer_it_holds_for_and_records_no_more(
+    db: Database, policy_engine: PolicyEngine
+) -> None:
+    """AuthZEN's short-circuiting boxcars: what follows the deciding answer is not decided."""
+    recorded: list[Decision] = []
+
+    def record(decision: Decision, assessment: str | None, key: Key) -> str:
+        recorded.append(decision)
+        return str(len(recorded))
+
+    def deny(answer: Answer | ServiceError) -> bool:
+        return isinstance(answer, ServiceError) or not answer.decision.allowed
+
+    denied = replace(BY_PHASE, role="course_teacher")
+    questions: list[decisions.Asked] = [BY_PHASE, BY_PHASE, denied, BY_PHASE, denied]
+    with db.read() as conn:
+        answers = decisions.decide_all(Stored(conn, policy_engine), ALL, questions, record, deny)
+    assert [a.decision.allowed for a in answers if isinstance(a, Answer)] == [True, True, False]
+    assert len(answers) == 3 and [d.role for d in recorded] == [
+        "parent",
+        "parent",
+        "course_teacher",
+    ]
 
 
 def test_a_key_of_another_tenant_gets_forbidden_and_nothing_of_that_tenant_is_read(

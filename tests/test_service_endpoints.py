@@ -22,8 +22,8 @@ def test_openapi_is_valid_and_describes_every_route(app: Flask) -> None:
     routes = {
         path
         for rule in app.url_map.iter_rules()
-        if rule.endpoint.startswith("api.")
-        for path in _paths(rule.rule.replace("<assessment_id>", "{assessment_id}"))
+        if rule.endpoint.startswith(("api.", "authzen."))
+        for path in _paths(re.sub(r"<(\w+)>", r"{\1}", rule.rule))
     }
     assert routes == set(document["paths"])
 
