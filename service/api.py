@@ -33,7 +33,7 @@ ERRORS = (400, 401, 403, 404, 413, 429, 503)
 """What every keyed endpoint may answer besides its success."""
 
 
-def _retrying(view: Callable[P, R]) -> Callable[P, R]:
+def retrying(view: Callable[P, R]) -> Callable[P, R]:
     """Run a read-only view once more when its store connection turned out to be dead (the
     database restarted): the pool is then renewed, and a read is safe to repeat."""
 
@@ -50,7 +50,7 @@ def _retrying(view: Callable[P, R]) -> Callable[P, R]:
 
 
 @contextmanager
-def _keyed(write: bool = False) -> Iterator[tuple[Connection, Key]]:
+def keyed(write: bool = False) -> Iterator[tuple[Connection, Key]]:
     """A read (or write) transaction and the caller's key, checked before anything else of the
     request is read: an unauthenticated body is never parsed."""
     db = store()
@@ -69,7 +69,7 @@ def _authenticate(conn: Connection) -> Key:
         raise
 
 
-def _facts(conn: Connection) -> decisions.Stored:
+def stored_facts(conn: Connection) -> decisions.Stored:
     """What a decision reads, on the request's connection."""
     return decisions.Stored(conn, policy_engine())
 
@@ -80,7 +80,7 @@ def _question(place: shapes.Place, action: str) -> Question:
     return Question(place.tenant, place.role, action, place.assessment, place.area, place.phase)
 
 
-def _counted(answers: list[Answer | ServiceError]) -> list[Answer | ServiceError]:
+def counted(answers: list[Answer | ServiceError]) -> list[Answer | ServiceError]:
     """The answers, each decision counted in the metrics."""
     for answer in answers:
         if isinstance(answer, Answer):
@@ -113,14 +113,14 @@ def _error(error: ServiceError) -> shapes.ErrorObject:
 
 @bp.post("/authorize")
 @shapes.operation({200: shapes.Decision}, ERRORS, body=shapes.QuestionBody)
-@_retrying
+@retrying
 def authorize() -> Response:
     """May a role perform an action on an assessment, or at a phase? A deny is a 200 answer
     with allowed false."""
-    with _keyed() as (conn, key):
+    with keyed() as (conn, key):
         body: shapes.QuestionBody = shapes.body()
-        answer = decisions.decide_one(_facts(conn), key, _question(body, body.action))
-    _counted([answer])
+        answer = decisions.decide_one(stored_facts(conn), key, _question(body, body.action))
+    counted([answer])
     response = shapes.respond(shapes.Decision(**_decision(answer)))
     response.headers["X-Decision-Id"] = answer.decision_id
     return response
@@ -128,13 +128,13 @@ def authorize() -> Response:
 
 @bp.post("/authorize/batch")
 @shapes.operation({200: shapes.BatchResults}, ERRORS, body=shapes.BatchBody)
-@_retrying
+@retrying
 def authorize_batch() -> Response:
     """Decide up to 1000 questions in one read of the store; results keep the request order."""
-    with _keyed() as (conn, key):
+    with keyed() as (conn, key):
         items = shapes.body().requests
         asked = [_batch_item(i, item) for i, item in enumerate(items)]
-        answers = _counted(decisions.decide_all(_facts(conn), key, [q for _, q in asked]))
+        answers = counted(decisions.decide_all(stored_facts(conn), key, [q for _, q in asked]))
     results: list[shapes.BatchDecision | shapes.BatchError] = [
         shapes.BatchError(item_id, _error(a))
         if isinstance(a, ServiceError)
@@ -161,13 +161,13 @@ def _batch_item(index: int, item: Any) -> tuple[str, decisions.Asked]:
 
 @bp.post("/permissions")
 @shapes.operation({200: shapes.Permissions}, ERRORS, body=shapes.Place)
-@_retrying
+@retrying
 def permissions() -> Response:
     """Every action a role may take on an assessment or at a phase: the buttons to show."""
-    with _keyed() as (conn, key):
+    with keyed() as (conn, key):
         place: shapes.Place = shapes.body()
         question = _question(place, "")
-        where, actions = decisions.permitted(_facts(conn), key, question)
+        where, actions = decisions.permitted(stored_facts(conn), key, question)
     return shapes.respond(
         shapes.Permissions(
             tenant=question.tenant,
@@ -186,7 +186,7 @@ def permissions() -> Response:
 def create_assessment() -> Response:
     """Register an assessment at its area's first phase."""
     log = _answered_with(Write("create"))
-    with log.logged(), _keyed(write=True) as (conn, key):
+    with log.logged(), keyed(write=True) as (conn, key):
         new: shapes.CreateBody = shapes.body()
         key.require_tenant(new.tenant)
         log.begin(key, new.tenant, new.id, actor=new.actor)
@@ -198,10 +198,10 @@ def create_assessment() -> Response:
 
 @bp.get("/assessments/<assessment_id>")
 @shapes.operation({200: assessments.StateWithHistory}, ERRORS, query=shapes.TenantQuery)
-@_retrying
+@retrying
 def get_assessment(assessment_id: str) -> Response:
     """An assessment's state, who registered it, and its whole transition history."""
-    with _keyed() as (conn, key):
+    with keyed() as (conn, key):
         tenant = shapes.query().tenant
         key.require_tenant(tenant)
         assessments.check_id(assessment_id)
@@ -215,7 +215,7 @@ def advance_assessment(assessment_id: str) -> Response:
     """Advance to the next phase (the responsible role only); of concurrent moves of one
     assessment exactly one wins."""
     log = _answered_with(Write("transition"))
-    with log.logged(), _keyed(write=True) as (conn, key):
+    with log.logged(), keyed(write=True) as (conn, key):
         move: shapes.MoveBody = shapes.body()
         state = _move(conn, key, move, assessment_id, ADVANCE, log=log)
     return shapes.respond(_written(state, log))
@@ -226,7 +226,7 @@ def advance_assessment(assessment_id: str) -> Response:
 def reopen_assessment(assessment_id: str) -> Response:
     """Move back one phase (action reopen); the reason is kept in the history."""
     log = _answered_with(Write("transition"))
-    with log.logged(), _keyed(write=True) as (conn, key):
+    with log.logged(), keyed(write=True) as (conn, key):
         move: shapes.ReopenBody = shapes.body()
         state = _move(conn, key, move, assessment_id, REOPEN, move.reason, log=log)
     return shapes.respond(_written(state, log))
@@ -236,7 +236,7 @@ def reopen_assessment(assessment_id: str) -> Response:
 @shapes.operation({200: shapes.BulkResults}, ERRORS, body=shapes.BulkAdvanceBody)
 def advance_assessments() -> Response:
     """Advance up to 1000 assessments, each in its own transaction: one failure blocks no other."""
-    with _keyed() as (conn, key):
+    with keyed() as (conn, key):
         bulk: shapes.BulkAdvanceBody = shapes.body()
         key.require_tenant(bulk.tenant)
     return shapes.respond(shapes.BulkResults([_advance_one(key, bulk, i) for i in bulk.ids]))
@@ -305,11 +305,11 @@ def _written(state: assessments.State, log: Write) -> shapes.Written:
 
 @bp.get("/events")
 @shapes.operation({200: shapes.EventsPage}, ERRORS, query=shapes.FeedQuery)
-@_retrying
+@retrying
 def feed() -> Response:
     """The external-systems feed: assessments newly visible, or no longer visible, to external
     systems, after a cursor, oldest first."""
-    with _keyed() as (conn, key):
+    with keyed() as (conn, key):
         asked: shapes.FeedQuery = shapes.query()
         key.require_tenant(asked.tenant)
         require_version(conn, asked.tenant)
@@ -319,7 +319,7 @@ def feed() -> Response:
 
 @bp.get("/healthz")
 @shapes.operation({200: shapes.Health}, (503,), public=True)
-@_retrying
+@retrying
 def healthz() -> Response:
     """Liveness and store check: 200 when the store answers and the schema is current."""
     db = store()

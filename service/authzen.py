@@ -21,7 +21,7 @@ from flask import Blueprint, Response, current_app, request
 from sqlalchemy import Connection
 
 from service import assessments, decisions, pages, shapes
-from service.api import ERRORS, _counted, _facts, _keyed, _retrying
+from service.api import ERRORS, counted, keyed, retrying, stored_facts
 from service.db import store
 from service.decisions import Answer, Asked, Question
 from service.errors import InvalidRequest, NotFound, ServiceError
@@ -183,7 +183,7 @@ def _decide(
     until: Callable[[Answer | ServiceError], bool] | None = None,
 ) -> list[Answer | ServiceError]:
     """The answers, counted; an unknown tenant (the path's, so the whole request's) is raised."""
-    answers = _counted(decisions.decide_all(_facts(conn), key, asked, until=until))
+    answers = counted(decisions.decide_all(stored_facts(conn), key, asked, until=until))
     for answer in answers:
         if isinstance(answer, ServiceError) and answer.field == "tenant":
             raise answer
@@ -198,11 +198,11 @@ def _respond(answer: object) -> Response:
 @bp.post(f"{ACCESS}/evaluation")
 @bp.post(f"{TENANT}{ACCESS}/evaluation")
 @shapes.operation({200: shapes.AccessDecision}, ERRORS, body=shapes.EvaluationBody)
-@_retrying
+@retrying
 def evaluation(tenant: str = DEFAULT_TENANT) -> Response:
     """AuthZEN Access Evaluation: may the subject take the action on the resource? A deny, or a
     question the definition cannot answer, is a 200 with decision false."""
-    with _keyed() as (conn, key):
+    with keyed() as (conn, key):
         _tenant(key, tenant)
         (answer,) = _decide(conn, key, [question(tenant, shapes.body())])
     response = _respond(decision(answer))
@@ -214,11 +214,11 @@ def evaluation(tenant: str = DEFAULT_TENANT) -> Response:
 @bp.post(f"{ACCESS}/evaluations")
 @bp.post(f"{TENANT}{ACCESS}/evaluations")
 @shapes.operation({200: shapes.AccessEvaluations}, ERRORS, body=shapes.EvaluationsBody)
-@_retrying
+@retrying
 def evaluations(tenant: str = DEFAULT_TENANT) -> Response:
     """AuthZEN Access Evaluations: up to 1000 evaluations in one read of the store, answered in
     request order; each item's own error is its own deny. With no items, one evaluation."""
-    with _keyed() as (conn, key):
+    with keyed() as (conn, key):
         _tenant(key, tenant)
         body: shapes.EvaluationsBody = shapes.body()
         defaults = defaults_of(body)
@@ -263,12 +263,12 @@ def _places(
 @bp.post(f"{ACCESS}/search/resource")
 @bp.post(f"{TENANT}{ACCESS}/search/resource")
 @shapes.operation({200: shapes.FoundEntities}, ERRORS, body=shapes.ResourceSearchBody)
-@_retrying
+@retrying
 def search_resource(tenant: str = DEFAULT_TENANT) -> Response:
     """AuthZEN Resource Search: the tenant's assessments on which the role may take the action
     at their current phase, in id order (`resource.properties.area` narrows them to one area);
     or, for type phase, the phases where it may. Paged, never cut silently."""
-    with _keyed() as (conn, key):
+    with keyed() as (conn, key):
         _tenant(key, tenant)
         body: shapes.ResourceSearchBody = shapes.body()
         page, role = page_of("resource", tenant, body), role_of(body.subject)
@@ -300,11 +300,11 @@ def _area(resource: shapes.SoughtEntity) -> str | None:
 @bp.post(f"{ACCESS}/search/subject")
 @bp.post(f"{TENANT}{ACCESS}/search/subject")
 @shapes.operation({200: shapes.FoundEntities}, ERRORS, body=shapes.SubjectSearchBody)
-@_retrying
+@retrying
 def search_subject(tenant: str = DEFAULT_TENANT) -> Response:
     """AuthZEN Subject Search: the roles ({"type": "role", "id"}) that may take the action on
     the resource, in the definition's order."""
-    with _keyed() as (conn, key):
+    with keyed() as (conn, key):
         _tenant(key, tenant)
         body: shapes.SubjectSearchBody = shapes.body()
         page = page_of("subject", tenant, body)
@@ -322,11 +322,11 @@ def search_subject(tenant: str = DEFAULT_TENANT) -> Response:
 @bp.post(f"{ACCESS}/search/action")
 @bp.post(f"{TENANT}{ACCESS}/search/action")
 @shapes.operation({200: shapes.FoundActions}, ERRORS, body=shapes.ActionSearchBody)
-@_retrying
+@retrying
 def search_action(tenant: str = DEFAULT_TENANT) -> Response:
     """AuthZEN Action Search: the actions the role may take on the resource, in the definition's
     order (the native /permissions answer)."""
-    with _keyed() as (conn, key):
+    with keyed() as (conn, key):
         _tenant(key, tenant)
         body: shapes.ActionSearchBody = shapes.body()
         page, role = page_of("action", tenant, body), role_of(body.subject)
@@ -344,7 +344,7 @@ def search_action(tenant: str = DEFAULT_TENANT) -> Response:
 @bp.get("/.well-known/authzen-configuration")
 @bp.get("/.well-known/authzen-configuration/tenants/<tenant>")
 @shapes.operation({200: shapes.PdpMetadata}, (404, 503), public=True)
-@_retrying
+@retrying
 def configuration(tenant: str = DEFAULT_TENANT) -> Response:
     """AuthZEN PDP metadata: where the tenant's endpoints are (no key needed); 404 for an
     unknown tenant."""

@@ -20,9 +20,10 @@ from flask import Flask
 from prometheus_client import REGISTRY
 from sqlalchemy import insert, text
 
-from service import assessments, create_app, pages, policy_changes, shapes, transitions
+from service import assessments, create_app, keys, pages, policy_changes, shapes, transitions
 from service.cli import default_cells
 from service.db import Database
+from service.decision_log import Write
 from service.errors import InvalidRequest
 from service.models import Assessment
 from service.policies import PolicyEngine
@@ -85,11 +86,24 @@ def placed(db: Database, policy_engine: PolicyEngine) -> Placed:
     def place(assessment_id: str, area: str, at: str, tenant: str = "default") -> None:
         area_def = policy_engine.workflow.area_by_id[area]
         with db.write() as conn:
-            transitions.start(conn, policy_engine, tenant, assessment_id, area)
+            key = keys.authenticate(conn, f"Bearer {keys.create(conn, 'placing', None)}")
+            created = Write("create")
+            transitions.start(
+                conn, policy_engine, tenant, assessment_id, area, key=key, actor="t", log=created
+            )
             for p in area_def.phases[: area_def.index(at)]:
                 responsible = p.responsible or ""
                 transitions.move(
-                    conn, policy_engine, tenant, assessment_id, "advance", responsible, "t", p.id
+                    conn,
+                    policy_engine,
+                    tenant,
+                    assessment_id,
+                    "advance",
+                    responsible,
+                    "t",
+                    p.id,
+                    key=key,
+                    log=Write("transition"),
                 )
 
     return place
