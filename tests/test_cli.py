@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine, select, text
 
 from service.cli import main
+from service.config import PREFIX, SETTINGS
 from service.db import Database
 from service.models import Admin, ApiKey
 from tests.conftest import IN_CI, PG_ADMIN_URL
@@ -191,6 +192,34 @@ def test_config_lists_every_variable_with_a_description(runner: CliRunner) -> No
     output = runner.invoke(main, ["config"]).output
     assert "WORKFLOW_AUTHZ_DATABASE_URL=sqlite:///" in output
     assert output.count("WORKFLOW_AUTHZ_") >= 8
+
+
+SECRET = "s3cret-pw"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql+psycopg://authz:{SECRET}@db.example.com:5432/authz",
+        f"redis://:{SECRET}@127.0.0.1:6379/0",
+        f"redis+sentinel://authz:{SECRET}@h1:26379,h2:26379/main",
+        f"postgresql://authz@db.example.com/authz?sslmode=require&password={SECRET}",
+    ],
+)
+def test_config_never_prints_a_secret(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    """Every text setting holds a URL with a password (the store's, a Redis one, any other), and
+    each secret one a secret: `config` shows which are set, and none of them."""
+    for setting in SETTINGS:
+        if setting.secret:
+            monkeypatch.setenv(PREFIX + setting.name, SECRET)
+        elif isinstance(setting.default, str):
+            monkeypatch.setenv(PREFIX + setting.name, url)
+    result = runner.invoke(main, ["config"])
+    assert result.exit_code == 0 and SECRET not in result.output
+    assert f"WORKFLOW_AUTHZ_DATABASE_URL={url.replace(SECRET, '***')}\n" in result.output
+    assert "WORKFLOW_AUTHZ_SECRET_KEY=(set)\n" in result.output
 
 
 def test_a_bad_environment_value_is_a_usage_error(
