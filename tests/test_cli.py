@@ -73,6 +73,28 @@ def test_keys_for_an_unknown_tenant_are_refused(runner: CliRunner, store: Databa
     assert runner.invoke(main, ["keys", "create", "--name", "x"]).exit_code == 2
 
 
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        (
+            "report\u202eppa",
+            "key name must not hold U+202E RIGHT-TO-LEFT OVERRIDE (character 7), "
+            "a format character (Unicode category Cf)",
+        ),
+        ("ops\nroot", "key name must not hold U+000A (character 4), a control character"),
+        (" ", "key name must not be blank"),
+        ("x" * 201, "key name must be at most 200 characters, not 201"),
+    ],
+)
+def test_a_key_name_that_would_not_read_as_stored_is_refused(
+    runner: CliRunner, store: Database, name: str, message: str
+) -> None:
+    result = runner.invoke(main, ["keys", "create", "--tenant", "default", "--name", name])
+    assert result.exit_code == 2 and result.stderr.startswith(f"Error: {message}")
+    with store.read() as conn:
+        assert conn.execute(select(ApiKey.name)).scalars().all() == []
+
+
 def test_a_name_an_active_key_has_is_refused_until_that_key_is_revoked(
     runner: CliRunner, store: Database
 ) -> None:
