@@ -19,6 +19,7 @@ from service.admin import secret_key
 from service.checker.rows import read_policy_file
 from service.cli_errors import CommandError, loading, settings, store_engine
 from service.config import PREFIX, SETTINGS, Setting
+from service.limits import visible
 from service.models import iso
 from service.policies.store import DEFAULT_TENANT, current_version, tenants
 from service.policy_cli import (
@@ -161,7 +162,8 @@ def keys_list() -> None:
     """List keys: prefix, tenant, state, name (never the key)."""
     with store_engine() as engine, engine.db.read() as conn:
         for key in keys.listing(conn):
-            click.echo(f"{key['prefix']}\t{key['tenant']}\t{key['state']}\t{key['name']}")
+            name = visible(key["name"] or "")  # as stored, even from before the free-text rule
+            click.echo(f"{key['prefix']}\t{key['tenant']}\t{key['state']}\t{name}")
 
 
 def _existing_tenant(conn: Connection, tenant: str) -> str | None:

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, select, text, update
 
+from service import keys
 from service.cli import main
 from service.config import PREFIX, SETTINGS
 from service.db import Database
@@ -93,6 +94,17 @@ def test_a_key_name_that_would_not_read_as_stored_is_refused(
     assert result.exit_code == 2 and result.stderr.startswith(f"Error: {message}")
     with store.read() as conn:
         assert conn.execute(select(ApiKey.name)).scalars().all() == []
+
+
+def test_keys_list_shows_an_old_name_with_control_characters_as_codes(
+    runner: CliRunner, store: Database
+) -> None:
+    """A name stored before the rule (written here directly) never reaches the terminal raw."""
+    with store.write() as conn:
+        keys.create(conn, "ops", "default")
+        conn.execute(update(ApiKey).values(name="ops\x1b[2J\u202eppa"))
+    listed = runner.invoke(main, ["keys", "list"]).output
+    assert listed.endswith("\topsU+001B[2JU+202Eppa\n") and "\x1b" not in listed
 
 
 def test_a_name_an_active_key_has_is_refused_until_that_key_is_revoked(

@@ -10,7 +10,7 @@ from flask import Blueprint, g
 from flask_wtf.csrf import CSRFProtect
 from markupsafe import Markup, escape
 
-from service import matrix
+from service import limits, matrix
 from service.admin.context import workflow
 
 bp = Blueprint(
@@ -42,18 +42,19 @@ def when(moment: datetime | None) -> str:
 
 @bp.app_template_filter("visible")
 def visible(text: str | None) -> str:
-    """Free text with each character limits.FREE_TEXT_RULE refuses (control, bidirectional and
-    other format characters, separators) written as its code, `U+202E`: rows older than the rule
-    may hold them, and raw they would make the text read otherwise than it is stored."""
-    return "".join(c if c.isprintable() else f"U+{ord(c):04X}" for c in text or "")
+    """Free text for an attribute: limits.visible (each character FREE_TEXT_RULE refuses as its
+    code), so rows older than the rule read as they are stored."""
+    return limits.visible(text or "")
 
 
 @bp.app_template_filter("inert")
 def inert(text: str | None) -> Markup:
     """Free text as page content: isolated in <bdi>, so even allowed right-to-left text cannot
-    reorder what stands beside it, and each refused character a marked `U+202E` token."""
+    reorder what stands beside it, and each character limits.visible writes as its code a marked
+    `U+202E` token."""
+    tokens = ((c, limits.visible(c)) for c in text or "")
     parts = (
-        escape(c) if c.isprintable() else Markup(f'<span class="codepoint">U+{ord(c):04X}</span>')
-        for c in text or ""
+        escape(c) if shown == c else Markup('<span class="codepoint">%s</span>') % shown
+        for c, shown in tokens
     )
     return Markup("<bdi>%s</bdi>") % Markup("").join(parts)
