@@ -112,7 +112,7 @@ def _error(code: str, message: str, status: int, field: str | None = None) -> Re
 
 def _register_metrics(app: Flask) -> None:
     """Count and time every request (imported here: `serve` sets the metrics folder first)."""
-    from service.metrics import LATENCY, REQUESTS
+    from service.metrics import record_request
 
     @app.before_request
     def start_timer() -> None:
@@ -120,9 +120,7 @@ def _register_metrics(app: Flask) -> None:
 
     @app.after_request
     def record(response: Response) -> Response:
-        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
-        LATENCY.labels(endpoint).observe(
-            time.perf_counter() - g.get("started", time.perf_counter())
-        )
+        rule = request.url_rule.rule if request.url_rule else None
+        started = g.get("started", time.perf_counter())
+        record_request(request.method, rule, response.status_code, time.perf_counter() - started)
         return response

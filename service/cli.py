@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from sqlalchemy import Connection
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from service import accounts, keys, policy_changes
 from service.admin import secret_key
 from service.checker.rows import read_policy_file
 from service.cli_errors import CommandError, loading, settings, store_engine
-from service.config import PREFIX, SETTINGS
+from service.config import PREFIX, SETTINGS, Setting
+from service.limits import visible
 from service.models import iso
 from service.policies.store import DEFAULT_TENANT, current_version, tenants
 from service.policy_cli import (
@@ -27,6 +32,11 @@ from service.policy_cli import (
 from service.workflows import Cell
 
 ALL_TENANTS = "*"
+HIDDEN = "***"
+SECRET_QUERY = re.compile(r"([?&](?:password|passwd|pass|sslpassword|secret|token)=)[^&#]*", re.I)
+"""A password given as a URL's query parameter (libpq reads `?password=`)."""
+USERINFO_PASSWORD = re.compile(r"(://[^/?#@:]*:)[^/?#@]*@")
+"""The password of a URL's `user:password@`, for URLs SQLAlchemy cannot parse (several hosts)."""
 HOST = click.option("--host", default="127.0.0.1", show_default=True)
 PORT = click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
 
@@ -152,7 +162,8 @@ def keys_list() -> None:
     """List keys: prefix, tenant, state, name (never the key)."""
     with store_engine() as engine, engine.db.read() as conn:
         for key in keys.listing(conn):
-            click.echo(f"{key['prefix']}\t{key['tenant']}\t{key['state']}\t{key['name']}")
+            name = visible(key["name"] or "")  # as stored, even from before the free-text rule
+            click.echo(f"{key['prefix']}\t{key['tenant']}\t{key['state']}\t{name}")
 
 
 def _existing_tenant(conn: Connection, tenant: str) -> str | None:
@@ -258,15 +269,32 @@ def _password_from_stdin() -> str:
 
 @main.command(name="config")
 def show_config() -> None:
-    """List the configuration variables, their current values and what each is for."""
+    """List the configuration variables, their current values and what each is for; a secret is
+    shown only as set, a URL without its password."""
     current = settings()
     for setting in SETTINGS:
-        value = (
-            "(set)"
-            if setting.name == "SECRET_KEY" and current[setting.name]
-            else current[setting.name]
-        )
-        click.echo(f"{PREFIX}{setting.name}={value}\n    {setting.description}")
+        click.echo(f"{PREFIX}{setting.name}={_shown(setting, current[setting.name])}")
+        click.echo(f"    {setting.description}")
+
+
+def _shown(setting: Setting, value: Any) -> str:
+    """A setting's value as `config` prints it: a secret as `(set)` or nothing; any URL (the
+    store's, a Redis one) with its password, in the user part or the query, as ***."""
+    if setting.secret:
+        return "(set)" if value else ""
+    if isinstance(value, str) and "://" in value:
+        return SECRET_QUERY.sub(rf"\g<1>{HIDDEN}", _without_user_password(value))
+    return str(value)
+
+
+def _without_user_password(url: str) -> str:
+    """The URL with the password of its user part hidden, as SQLAlchemy renders it; unchanged
+    when it has none."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return USERINFO_PASSWORD.sub(rf"\g<1>{HIDDEN}@", url)
+    return url if parsed.password is None else parsed.render_as_string(hide_password=True)
 
 
 for command in (check_command, test_command, export_command, import_command, diff_command):

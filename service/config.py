@@ -22,11 +22,13 @@ class ConfigError(ServiceError):
 
 @dataclass(frozen=True)
 class Setting:
-    """One configuration key, its default and what it is for (shown by `workflow-authz config`)."""
+    """One configuration key, its default and what it is for (shown by `workflow-authz config`).
+    A `secret` one is shown only as set or not; a URL's password never is."""
 
     name: str
     default: Any
     description: str
+    secret: bool = False
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -54,6 +56,7 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "Signs admin sessions; when empty, generated into a secret_key file beside a SQLite "
         "store; required for other stores (every host must share it).",
+        secret=True,
     ),
     Setting(
         "SESSION_COOKIE_SECURE",

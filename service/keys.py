@@ -21,7 +21,7 @@ from service.errors import (
     Unauthorized,
     Unavailable,
 )
-from service.limits import MAX_TEXT
+from service.limits import MAX_TEXT, text_problem
 from service.models import ApiKey, utcnow
 from service.workflows import is_identifier
 
@@ -72,8 +72,9 @@ def create(conn: Connection, name: str, tenant: str | None) -> str:
     Prefixes are unique (a unique index): a draw that is taken, by a row already there or by a
     concurrent create, is undone to its savepoint and another is drawn.
     """
-    if not name.strip() or len(name) > MAX_TEXT:
-        raise InvalidRequest(f"key name must be 1-{MAX_TEXT} characters", field="name")
+    problem = text_problem(name, MAX_TEXT)
+    if problem is not None:
+        raise InvalidRequest(f"key name {problem}", field="name")
     if tenant is not None and not is_identifier(tenant):
         raise InvalidRequest(f"invalid tenant {tenant!r}", field="tenant")
     for _ in range(PREFIX_DRAWS):

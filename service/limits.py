@@ -64,6 +64,21 @@ def free_text_problem(value: str) -> str | None:
     return None
 
 
+def visible(text: str) -> str:
+    """The text with each character FREE_TEXT_RULE refuses written as its code, `U+202E`: text
+    stored before the rule may hold some, and raw they would make it read otherwise than it is
+    stored, on a page or a terminal (an escape sequence)."""
+    return "".join(c if c.isprintable() else f"U+{ord(c):04X}" for c in text)
+
+
+def text_problem(value: str, limit: int) -> str | None:
+    """Why `value` is not free text of 1 to `limit` characters (FREE_TEXT_RULE), for the shells
+    outside the JSON API's shapes (the CLI's names and actors); None when it is."""
+    if len(value) > limit:
+        return f"must be at most {limit} characters, not {len(value)}"
+    return free_text_problem(value)
+
+
 def _named(char: str) -> str:
     """`U+202E RIGHT-TO-LEFT OVERRIDE`, or the code alone when the character has no name."""
     name = unicodedata.name(char, "")

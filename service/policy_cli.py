@@ -37,7 +37,7 @@ from service.checker.rows import TENANT, PolicyLine
 from service.checker.sources import read_source
 from service.cli_errors import BadUsage, CommandError, settings, store_engine
 from service.errors import Unavailable
-from service.limits import MAX_TEXT
+from service.limits import MAX_TEXT, text_problem
 from service.policies import PolicyEngine
 from service.policies.store import current_version, require_version, tenant_cells
 from service.workflows import Cell, CellChange, Row, Workflow, is_identifier
@@ -181,9 +181,10 @@ def _tenant_id(_ctx: click.Context, param: click.Parameter, value: str | None) -
 
 
 def _actor(_ctx: click.Context, param: click.Parameter, value: str) -> str:
-    """The audit records' actor: not blank, and short enough for the audit table."""
-    if not value.strip() or len(value) > MAX_TEXT:
-        raise click.BadParameter(f"give 1 to {MAX_TEXT} characters", param=param)
+    """The audit records' actor: free text (limits.FREE_TEXT_RULE) short enough for the table."""
+    problem = text_problem(value, MAX_TEXT)
+    if problem is not None:
+        raise click.BadParameter(problem, param=param)
     return value
 
 

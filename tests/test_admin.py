@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 
 from service import accounts, create_app, keys, policy_changes
 from service.accounts import MAX_FAILED_LOGINS
@@ -26,11 +26,11 @@ from service.audit import HistoryGap, PolicyEdit, policy_at
 from service.cli import default_cells
 from service.config import ConfigError
 from service.db import Database
-from service.models import Admin, PolicyChange, utcnow
+from service.models import Admin, PolicyChange, Transition, utcnow
 from service.policies import PolicyEngine
 from service.policies import store as rows
 from service.policies.store import current_version, tenant_cells
-from service.workflows import Cell, CellChange
+from service.workflows import REOPEN, Cell, CellChange
 from tests.conftest import Api
 
 PASSWORD = "correct horse battery staple"
@@ -756,7 +756,10 @@ def test_the_audit_page_shows_the_key_beside_the_actor_of_a_transition(
     assert moved.status_code == 200
     page = re.sub(r"\s+", " ", sysadmin.get("/admin/audit?tenant=default").text)
     prefix = intern.split("_")[1]  # as `keys list` shows it: names are unique only while active
-    assert f'{lookalike}</a> <span class="key">with key intern laptop ({prefix})</span>' in page
+    assert (
+        f'<bdi>{lookalike}</bdi></a> <span class="key">with key <bdi>intern laptop</bdi> '
+        f"({prefix})</span>" in page
+    )
     form = behaviour_form(sysadmin) | {"view-organisation_approval-parent": "on", "step": "save"}
     sysadmin.post("/admin/workflow/behaviour", data=form)
     policy_row = sysadmin.get("/admin/audit?tenant=default&person=sysadmin").text
@@ -771,8 +774,61 @@ def test_the_audit_page_shows_a_reopen_with_its_reason(sysadmin: FlaskClient, ap
     page = re.sub(r"\s+", " ", sysadmin.get("/admin/audit?tenant=default&person=mr_jones").text)
     assert (
         "Reopened Behaviour b1 from Organisation approval phase back to Group "
-        "registration phase as Headteacher, giving the reason “Marks &lt;missing&gt;”" in page
+        "registration phase as Headteacher, giving the reason “<bdi>Marks &lt;missing&gt;</bdi>”"
+        in page
     )
+
+
+def test_the_audit_page_renders_old_rows_with_control_or_bidi_characters_inert(
+    sysadmin: FlaskClient, api: Api, db: Database
+) -> None:
+    """Rows written before the free-text rule (the API and the CLI refuse such text now) show
+    each refused character as a U+XXXX token, never raw, and each free text isolated in <bdi>."""
+    api.post("/assessments", {"id": "b1", "area": "behaviour"})
+    actor, reason, key = "ms_\u202esmith", "done\u2066 \u202eenod", "lap\x1btop"
+    with db.write() as conn:
+        conn.execute(
+            insert(Transition).values(
+                tenant="default",
+                assessment_id="b1",
+                from_phase="organisation_approval",
+                to_phase="group_registration",
+                role="headteacher",
+                actor=actor,
+                policy_version=1,
+                action=REOPEN,
+                reason=reason,
+                key_name=key,
+            )
+        )
+        conn.execute(
+            insert(PolicyChange).values(
+                tenant="default",
+                version=1,
+                actor="ops\u200f",
+                role="parent",
+                area="behaviour",
+                phase="group_registration",
+                action="view",
+                before=False,
+                after=True,
+            )
+        )
+    page = re.sub(r"\s+", " ", sysadmin.get("/admin/audit?tenant=default").text)
+    token = '<span class="codepoint">U+{}</span>'.format
+    assert (
+        f'title="Only what ms_U+202Esmith did"><bdi>ms_{token("202E")}smith</bdi></a> '
+        f'<span class="key">with key <bdi>lap{token("001B")}top</bdi></span>' in page
+    )
+    assert f"giving the reason “<bdi>done{token('2066')} {token('202E')}enod</bdi>”" in page
+    assert f"<bdi>ops{token('200F')}</bdi>" in page
+    assert not {"\u202e", "\u2066", "\u200f", "\x1b"} & set(page)
+    # The actor's link filters by the text as stored; only the filter's own box holds it raw.
+    link = re.search(r'href="([^"]*person=ms_[^"]*)"', page)
+    assert link is not None
+    by_actor = sysadmin.get(link.group(1).replace("&amp;", "&")).text
+    assert f"by <bdi>ms_{token('202E')}smith</bdi></caption>" in by_actor
+    assert by_actor.count("\u202e") == 1 and f'value="{actor}"' in by_actor
 
 
 def test_the_audit_page_names_an_assessment_by_its_area_without_doubling_a_word(

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, select, text, update
 
+from service import keys
 from service.cli import main
+from service.config import PREFIX, SETTINGS
 from service.db import Database
 from service.models import Admin, ApiKey
 from tests.conftest import IN_CI, PG_ADMIN_URL
@@ -70,6 +72,39 @@ def test_keys_for_an_unknown_tenant_are_refused(runner: CliRunner, store: Databa
     result = runner.invoke(main, ["keys", "create", "--tenant", "north", "--name", "x"])
     assert result.exit_code == 1 and "tenants create north" in result.output
     assert runner.invoke(main, ["keys", "create", "--name", "x"]).exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        (
+            "report\u202eppa",
+            "key name must not hold U+202E RIGHT-TO-LEFT OVERRIDE (character 7), "
+            "a format character (Unicode category Cf)",
+        ),
+        ("ops\nroot", "key name must not hold U+000A (character 4), a control character"),
+        (" ", "key name must not be blank"),
+        ("x" * 201, "key name must be at most 200 characters, not 201"),
+    ],
+)
+def test_a_key_name_that_would_not_read_as_stored_is_refused(
+    runner: CliRunner, store: Database, name: str, message: str
+) -> None:
+    result = runner.invoke(main, ["keys", "create", "--tenant", "default", "--name", name])
+    assert result.exit_code == 2 and result.stderr.startswith(f"Error: {message}")
+    with store.read() as conn:
+        assert conn.execute(select(ApiKey.name)).scalars().all() == []
+
+
+def test_keys_list_shows_an_old_name_with_control_characters_as_codes(
+    runner: CliRunner, store: Database
+) -> None:
+    """A name stored before the rule (written here directly) never reaches the terminal raw."""
+    with store.write() as conn:
+        keys.create(conn, "ops", "default")
+        conn.execute(update(ApiKey).values(name="ops\x1b[2J\u202eppa"))
+    listed = runner.invoke(main, ["keys", "list"]).output
+    assert listed.endswith("\topsU+001B[2JU+202Eppa\n") and "\x1b" not in listed
 
 
 def test_a_name_an_active_key_has_is_refused_until_that_key_is_revoked(
@@ -191,6 +226,34 @@ def test_config_lists_every_variable_with_a_description(runner: CliRunner) -> No
     output = runner.invoke(main, ["config"]).output
     assert "WORKFLOW_AUTHZ_DATABASE_URL=sqlite:///" in output
     assert output.count("WORKFLOW_AUTHZ_") >= 8
+
+
+SECRET = "s3cret-pw"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql+psycopg://authz:{SECRET}@db.example.com:5432/authz",
+        f"redis://:{SECRET}@127.0.0.1:6379/0",
+        f"redis+sentinel://authz:{SECRET}@h1:26379,h2:26379/main",
+        f"postgresql://authz@db.example.com/authz?sslmode=require&password={SECRET}",
+    ],
+)
+def test_config_never_prints_a_secret(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    """Every text setting holds a URL with a password (the store's, a Redis one, any other), and
+    each secret one a secret: `config` shows which are set, and none of them."""
+    for setting in SETTINGS:
+        if setting.secret:
+            monkeypatch.setenv(PREFIX + setting.name, SECRET)
+        elif isinstance(setting.default, str):
+            monkeypatch.setenv(PREFIX + setting.name, url)
+    result = runner.invoke(main, ["config"])
+    assert result.exit_code == 0 and SECRET not in result.output
+    assert f"WORKFLOW_AUTHZ_DATABASE_URL={url.replace(SECRET, '***')}\n" in result.output
+    assert "WORKFLOW_AUTHZ_SECRET_KEY=(set)\n" in result.output
 
 
 def test_a_bad_environment_value_is_a_usage_error(

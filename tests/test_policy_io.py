@@ -254,6 +254,15 @@ def test_an_unknown_tenant_exits_1(store: Database, tmp_path: Path, command: cli
         (["{file}"], "Missing option '--tenant'"),
         (["--tenant", "default", "missing.csv"], "'missing.csv' does not exist"),
         (["--tenant", "default", "{file}", "--actor", " "], "Invalid value for '--actor'"),
+        (
+            ["--tenant", "default", "{file}", "--actor", "ada\u202e"],
+            "Invalid value for '--actor': must not hold U+202E RIGHT-TO-LEFT OVERRIDE "
+            "(character 4), a format character (Unicode category Cf)",
+        ),
+        (
+            ["--tenant", "default", "{file}", "--actor", "ada\x1b[2J"],
+            "Invalid value for '--actor': must not hold U+001B (character 4), a control character",
+        ),
         (["--tenant", "default", "{file}", "--from-tenant", "a-b"], "'a-b' is not a tenant id"),
     ],
 )

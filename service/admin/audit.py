@@ -7,9 +7,10 @@ from typing import Any
 
 from flask import abort, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from markupsafe import Markup
 
 from service import matrix
-from service.admin.blueprint import bp
+from service.admin.blueprint import bp, inert
 from service.admin.context import workflow
 from service.admin.tenants import tenant_for
 from service.audit import Entry, history
@@ -71,9 +72,9 @@ def _line(entry: Entry) -> dict[str, Any]:
     }
 
 
-def _transition_words(entry: Entry) -> str:
+def _transition_words(entry: Entry) -> str | Markup:
     """'Advanced Behaviour b1 from A to B as Mentor' (the area's label names what b1 is: 'Assessment
-    assessment a1' doubled a word); a reopen says 'back to' and why."""
+    assessment a1' doubled a word); a reopen says 'back to' and why, the reason made inert."""
     area = workflow().area_by_id.get(entry.area)
     role = workflow().role(entry.role)
     verb, to = ("Reopened", "back to") if entry.action == REOPEN else ("Advanced", "to")
@@ -82,7 +83,9 @@ def _transition_words(entry: Entry) -> str:
         f"from {_phase_label(area, entry.phase)} {to} {_phase_label(area, entry.to_phase or '')} "
         f"as {role.label if role else entry.role}"
     )
-    return f"{words}, giving the reason “{entry.reason}”" if entry.reason else words
+    if not entry.reason:
+        return words
+    return Markup("%s, giving the reason “%s”") % (words, inert(entry.reason))
 
 
 def _phase_label(area: Area | None, phase_id: str) -> str:
