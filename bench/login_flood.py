@@ -5,8 +5,9 @@ a SQLite store of its own.
 The probe is wrk on one connection asking one allowed question with a valid key. Each flood is
 `--threads` Python threads sending from another loopback address (127.0.0.2) on a connection per
 request, as an attacker's script would: wrong logins through the form (its CSRF token and cookie,
-a fresh random username and password each time), or POST /authorize with a random key. The
-target: /authorize's median during a flood within 2x of idle.
+a fresh random username and password each time), POST /authorize with a random key, or, for
+reference, GET /healthz (what any flood of the sync workers costs). The target: /authorize's
+median during a flood within 2x of idle.
 
     python -m bench.login_flood [--workers 2] [--threads 10] [--connections 1] [--duration 10]
         [--storage redis://127.0.0.1:6379/0] [--quick]
@@ -121,6 +122,7 @@ def run(options: Options, progress: Progress = lambda _: None) -> list[Result]:
                 "nothing (idle)": _nothing,
                 "wrong admin logins": _wrong_logins,
                 "bad API keys": _bad_keys,
+                "GET /healthz (reference)": _health_checks,
             }
             return [_measured(server, probe, n, f, options, progress) for n, f in floods.items()]
 
@@ -172,6 +174,12 @@ def _bad_keys(server: Server, stop: threading.Event, flood: Flood) -> None:
         flood.count(_send(server, "POST", "/authorize", body, api_headers(key)).status)
 
 
+def _health_checks(server: Server, stop: threading.Event, flood: Flood) -> None:
+    """GET /healthz, the cheapest request there is, until `stop`: what any flood costs."""
+    while not stop.is_set():
+        flood.count(_send(server, "GET", "/healthz").status)
+
+
 def _send(
     server: Server,
     method: str,
@@ -221,7 +229,8 @@ def render(results: Sequence[Result], options: Options) -> str:
         f"{options.storage}; loopback HTTP. Probe: wrk, {options.connections} connection(s), "
         f"{options.duration:g} s, POST /authorize with a valid key.",
         f"Floods: {options.threads} threads from {FLOOD_ADDRESS}, a connection per request: wrong "
-        "form logins (random usernames, CSRF token and cookie) or random API keys.",
+        "form logins (random usernames, CSRF token and cookie), random API keys, or GET /healthz: "
+        "a flood of the cheapest request, what any flood of sync workers costs.",
     ]
     return table.render(COLUMNS, rows, legend)
 

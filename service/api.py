@@ -22,7 +22,7 @@ from service.metrics import DECISIONS, exposition
 from service.openapi import served
 from service.policies import policy_engine
 from service.policies.store import require_version
-from service.throttle import API_BY_ADDRESS, API_BY_PREFIX, throttle
+from service.throttle import API_BY_ADDRESS, API_BY_PREFIX, client, throttle
 from service.workflows import ADVANCE, REOPEN
 
 bp = Blueprint("api", __name__)
@@ -65,7 +65,7 @@ def _authenticate(conn: Connection) -> Key:
     try:
         return keys.authenticate(conn, header)
     except Unauthorized:
-        counted = [(API_BY_ADDRESS, request.remote_addr or "unknown")]
+        counted = [(API_BY_ADDRESS, client(request.remote_addr))]
         prefix = keys.named_prefix(header)
         counted += [(API_BY_PREFIX, prefix)] if prefix else []
         for budget, identifier in counted:

@@ -13,6 +13,7 @@ are still limited (per process) meanwhile.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import logging
 import math
 import time
@@ -43,6 +44,9 @@ LOGIN_ACCOUNT = parse_many("5/minute;10/15 minutes;20/hour")
 minutes, then up to an hour), whether or not the username exists."""
 LOGIN_ADDRESS = parse_many("20/minute;100/hour")
 """Failed logins from one address, whatever the usernames (guessing names, or a CPU flood)."""
+IPV6_NETWORK = 64
+"""An IPv6 client is counted by its /64 network: one subscriber holds a whole /64, so counting
+each of its 2**64 addresses apart would give it no limit at all."""
 STORAGE_TIMEOUT = 0.5
 """Seconds a request waits for the shared storage before counting in memory instead."""
 WARN_EVERY = 60.0
@@ -118,6 +122,20 @@ class FailureLimits:
                 "until it answers",
                 error.storage_error,
             )
+
+
+def client(address: str | None) -> str:
+    """What failures from a client address are counted under: the address itself (IPv4), or its
+    /64 network (IPv6); `unknown` when the server was not told."""
+    try:
+        parsed = ipaddress.ip_address(address or "")
+    except ValueError:
+        return address or "unknown"
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:  # ::ffff:192.0.2.1 is the IPv4 client 192.0.2.1
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{parsed}/{IPV6_NETWORK}", strict=False))
+    return str(parsed)
 
 
 def _test(item: RateLimitItem, key: tuple[str, ...], limiter: MovingWindowRateLimiter) -> bool:

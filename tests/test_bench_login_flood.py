@@ -19,11 +19,12 @@ def test_quick_run_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
         "nothing (idle)",
         "wrong admin logins",
         "bad API keys",
+        "GET /healthz (reference)",
     ]
-    assert [r["probe errors"] for r in rows] == ["0", "0", "0"]
-    idle, logins, keys = rows
+    assert [r["probe errors"] for r in rows] == ["0"] * 4
+    idle, logins, keys, health = rows
     assert idle["flood requests"] == "0" and cell(idle, "p50 vs idle") == "1.00 met"
-    for row, allowed in ((logins, {"200", "429"}), (keys, {"401", "429"})):
+    for row, allowed in ((logins, {"200", "429"}), (keys, {"401", "429"}), (health, {"200"})):
         assert int(row["flood requests"]) > 0
         answers = {part.split("×")[1] for part in row["flood answers"].split(", ")}
         assert answers <= allowed, row

@@ -1,7 +1,8 @@
 """Failed API authentications are limited per address and per key prefix, and never refuse a
 valid key: after 20 failures in a minute the next failure is answered 429 with Retry-After, while
 a valid key from the same address (or naming the same prefix) still gets its answer. The client
-address comes from X-Forwarded-For only through WORKFLOW_AUTHZ_TRUSTED_PROXIES. With Redis
+address comes from X-Forwarded-For only through WORKFLOW_AUTHZ_TRUSTED_PROXIES; an IPv6 client is
+counted by its /64. With Redis
 storage two real `serve` processes share one budget; with the storage down, counting goes on in
 each process with a warning, and nothing answers 5xx."""
 
@@ -64,6 +65,14 @@ def test_guesses_at_one_key_are_limited_from_any_address_and_the_key_still_works
     assert _post(api, _wrong_secret(api.key), "10.1.1.1") == 429, "a fresh address, same prefix"
     assert _post(api, api.key, "10.1.1.1") == 200
     assert _post(api, "wa_0123abcd_" + secrets.token_urlsafe(32), "10.1.1.1") == 401
+
+
+def test_an_ipv6_client_is_counted_by_its_64_network(api: Api) -> None:
+    failures = [_post(api, "wa_bad_guess", f"2001:db8:1:1::{i:x}") for i in range(ADDRESS_LIMIT)]
+    assert failures == [401] * ADDRESS_LIMIT
+    assert _post(api, "wa_bad_guess", "2001:db8:1:1:ffff::1") == 429, "the same /64"
+    assert _post(api, "wa_bad_guess", "2001:db8:1:2::1") == 401, "another /64"
+    assert _post(api, "wa_bad_guess", "::ffff:192.0.2.9") == 401, "an IPv4 client, by itself"
 
 
 def test_successful_requests_are_never_counted(api: Api) -> None:
@@ -169,7 +178,7 @@ def test_two_processes_share_one_budget_through_redis(
     two_servers: tuple[Server, Server, str],
 ) -> None:
     a, b, key = two_servers
-    client = f"2001:db8::{secrets.token_hex(2)}:{secrets.token_hex(2)}"  # fresh in Redis
+    client = f"2001:db8:{secrets.token_hex(2)}:{secrets.token_hex(2)}::1"  # a /64 new to Redis
     half = ADDRESS_LIMIT // 2
     answers = [_ask(a, "wa_bad_guess", client).status for _ in range(half)]
     answers += [_ask(b, "wa_bad_guess", client).status for _ in range(ADDRESS_LIMIT - half)]

@@ -13,7 +13,7 @@ from service.admin.context import admin
 from service.db import store
 from service.errors import RateLimited
 from service.limits import MAX_IDENTIFIER
-from service.throttle import LOGIN_BY_ACCOUNT, LOGIN_BY_ADDRESS, Budget, throttle
+from service.throttle import LOGIN_BY_ACCOUNT, LOGIN_BY_ADDRESS, Budget, client, throttle
 
 PUBLIC_ENDPOINTS = {"admin.login", "admin.static"}
 
@@ -81,7 +81,7 @@ def login() -> ResponseReturnValue:
 def _counted_as(username: str) -> list[tuple[Budget, tuple[str, ...]]]:
     """The failure budgets a login from this request draws on: (username, address), then the
     address. A name longer than any username is cut, so a key stays small."""
-    address = request.remote_addr or "unknown"
+    address = client(request.remote_addr)
     name = username[: MAX_IDENTIFIER + 1]
     return [(LOGIN_BY_ACCOUNT, (name, address)), (LOGIN_BY_ADDRESS, (address,))]
 
