@@ -12,7 +12,6 @@ the version, which ends every session of the account (every browser) at once."""
 from __future__ import annotations
 
 import secrets
-import threading
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -23,21 +22,24 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from service.db import Database
 from service.errors import Conflict, InvalidRequest, NotFound, RateLimited
+from service.hash_slots import HashSlots
 from service.models import Admin, utcnow
 from service.workflows import IDENTIFIER_RULE, is_identifier
 
 MIN_PASSWORD = 12
 HASHES_AT_ONCE = 2
-"""Password hashes (scrypt: tens of ms of CPU and 16 MiB each) one process checks at once."""
-HASH_WAIT = 0.5
-"""Seconds a login waits for a free hash before it is refused with 429: a flood of logins waits
-or is turned away quickly, it does not take the CPU the API needs."""
+"""Password hashes (scrypt: tens of ms of CPU and 32 MiB each) checked at once by all the
+processes of one `serve` (service.server shares the slots), or by one process otherwise."""
+HASH_WAIT = 0.05
+"""Seconds a login waits for a free hash before it is refused with 429: a sync worker that waits
+serves nobody else, so a flood of logins is turned away at once and leaves the other workers and
+the CPU to the API."""
 State = Literal["active", "disabled"]
-_hashing = threading.BoundedSemaphore(HASHES_AT_ONCE)
+hash_slots = HashSlots(HASHES_AT_ONCE)
 
 
 class HashesBusy(RateLimited):
-    """Every hash of this process stayed taken for HASH_WAIT: the login is refused, not queued."""
+    """Every hash slot stayed taken for HASH_WAIT: the login is refused, not queued."""
 
     def __init__(self) -> None:
         super().__init__("too many logins are being checked at once; retry in 1 s", 1)
@@ -116,7 +118,7 @@ def end_sessions(conn: Connection, admin_id: int) -> None:
 def check_login(db: Database, username: str, password: str) -> LoginResult:
     """Check a password. A disabled account is refused as an unknown name is, and both take as
     long as a wrong password (a dummy hash is checked): nothing tells the names apart. The slow
-    hash runs outside any transaction, under `_hashing` (RateLimited when no hash is free
+    hash runs outside any transaction, in one of `hash_slots` (HashesBusy when none is free
     within HASH_WAIT); only a success writes (nothing for a failure to count or lock)."""
     with db.read() as conn:
         row = conn.execute(
@@ -133,13 +135,11 @@ def check_login(db: Database, username: str, password: str) -> LoginResult:
 
 
 def _checked(password_hash: str, password: str) -> bool:
-    """Whether the password fits the hash, checked when one of the process's hashes is free."""
-    if not _hashing.acquire(timeout=HASH_WAIT):
-        raise HashesBusy()
-    try:
+    """Whether the password fits the hash, checked in a free hash slot."""
+    with hash_slots.taken(HASH_WAIT) as free:
+        if not free:
+            raise HashesBusy()
         return check_password_hash(password_hash, password)
-    finally:
-        _hashing.release()
 
 
 def _record_login(conn: Connection, admin_id: int, checked: str) -> LoginResult:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from contextlib import ExitStack
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -262,15 +263,13 @@ def test_a_login_waits_for_a_free_hash_and_is_refused_quickly_when_none_frees(
 ) -> None:
     make_admin(db, "sysadmin")
     client = app.test_client()
-    taken = [accounts._hashing.acquire(timeout=0) for _ in range(accounts.HASHES_AT_ONCE)]
-    try:
-        assert all(taken), "no other test holds a hash"
+    with ExitStack() as held:
+        slots = range(accounts.HASHES_AT_ONCE)
+        taken = [held.enter_context(accounts.hash_slots.taken(0)) for _ in slots]
+        assert taken == [True] * accounts.HASHES_AT_ONCE, "no other test holds a slot"
         busy = log_in(client, "sysadmin", PASSWORD, "10.0.0.12")
         assert busy.status_code == 429 and busy.headers["Retry-After"] == "1"
         assert "being checked right now" in busy.text
-    finally:
-        for _ in taken:
-            accounts._hashing.release()
     assert log_in(client, "sysadmin", PASSWORD, "10.0.0.12").status_code == 303, (
         "a busy refusal is not a failure"
     )
