@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from service import db, policies, shapes, throttle
 from service.config import ConfigError, load_config
@@ -35,6 +36,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(settings)
     app.config["MAX_CONTENT_LENGTH"] = settings["MAX_BODY_BYTES"]
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    _trust_proxies(app, settings["TRUSTED_PROXIES"])
     init_app(app)
     from service import api, authzen
 
@@ -44,6 +46,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     _register_errors(app)
     _register_metrics(app)
     return app
+
+
+def _trust_proxies(app: Flask, count: int) -> None:
+    """Read the client address from X-Forwarded-For, `count` hops from its end, when the operator
+    said that many proxies stand in front (a client could write the header itself otherwise)."""
+    if count < 0:
+        raise ConfigError(f"WORKFLOW_AUTHZ_TRUSTED_PROXIES must be 0 or more, got {count}")
+    if count:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count)  # type: ignore[method-assign]
 
 
 def init_app(app: Flask) -> None:

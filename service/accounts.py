@@ -1,7 +1,9 @@
 """Admin accounts for the web form: created by the CLI, passwords hashed with scrypt (werkzeug),
-checked at login with a lockout after too many failures in a row, disabled and enabled, and their
-sessions ended. No Flask: the admin views and the CLI are thin shells over these functions, and
-this is the only module that queries the admins table.
+checked at login under a bounded number of concurrent hashes, disabled and enabled, and their
+sessions ended. No account is ever locked: failed logins are limited per address and per
+(username, address) by service.throttle, so nobody can lock another admin out. No Flask: the
+admin views and the CLI are thin shells over these functions, and this is the only module that
+queries the admins table.
 
 Every session carries the account's `session_version` from its login and is valid only while the
 account still has that version and is not disabled: logging out, a new password and disabling bump
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import cache
 from typing import Literal
 
@@ -19,14 +21,28 @@ from sqlalchemy import Connection, Update, insert, or_, select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from service.db import Database
-from service.errors import Conflict, InvalidRequest, NotFound
+from service.errors import Conflict, InvalidRequest, NotFound, RateLimited
+from service.hash_slots import HashSlots
 from service.models import Admin, utcnow
 from service.workflows import IDENTIFIER_RULE, is_identifier
 
 MIN_PASSWORD = 12
-MAX_FAILED_LOGINS = 5
-LOCKOUT = timedelta(minutes=15)
-State = Literal["active", "disabled", "locked"]
+HASHES_AT_ONCE = 2
+"""Password hashes (scrypt: tens of ms of CPU and 32 MiB each) checked at once by all the
+processes of one `serve` (service.server shares the slots), or by one process otherwise."""
+HASH_WAIT = 0.05
+"""Seconds a login waits for a free hash before it is refused with 429: a sync worker that waits
+serves nobody else, so a flood of logins is turned away at once and leaves the other workers and
+the CPU to the API."""
+State = Literal["active", "disabled"]
+hash_slots = HashSlots(HASHES_AT_ONCE)
+
+
+class HashesBusy(RateLimited):
+    """Every hash slot stayed taken for HASH_WAIT: the login is refused, not queued."""
+
+    def __init__(self) -> None:
+        super().__init__("too many logins are being checked at once; retry in 1 s", 1)
 
 
 @dataclass(frozen=True)
@@ -40,11 +56,9 @@ class Account:
 
 @dataclass(frozen=True)
 class LoginResult:
-    """A login attempt's outcome: on success the admin's id and the session version to carry;
-    the lock's end when locked."""
+    """A login attempt's outcome: on success the admin's id and the session version to carry."""
 
     admin_id: int | None
-    locked_until: datetime | None = None
     session_version: int = 0
 
 
@@ -102,76 +116,60 @@ def end_sessions(conn: Connection, admin_id: int) -> None:
 
 
 def check_login(db: Database, username: str, password: str) -> LoginResult:
-    """Check a password, counting failures: after MAX_FAILED_LOGINS in a row the account is
-    locked for LOCKOUT. A disabled account is refused as an unknown name is (no hint, no count).
-    The slow hash is checked outside any write transaction."""
+    """Check a password. A disabled account is refused as an unknown name is, and both take as
+    long as a wrong password (a dummy hash is checked): nothing tells the names apart. The slow
+    hash runs outside any transaction, in one of `hash_slots` (HashesBusy when none is free
+    within HASH_WAIT); only a success writes (nothing for a failure to count or lock)."""
     with db.read() as conn:
         row = conn.execute(
-            select(Admin.id, Admin.password_hash, Admin.locked_until, Admin.disabled_at).where(
+            select(Admin.id, Admin.password_hash, Admin.disabled_at).where(
                 Admin.username == username
             )
         ).one_or_none()
-    if row is None or row.disabled_at is not None:
-        check_password_hash(_dummy_hash(), password)  # as slow as for a usable account
+    usable = row if row is not None and row.disabled_at is None else None
+    correct = _checked(usable.password_hash if usable else _dummy_hash(), password)
+    if usable is None or not correct:
         return LoginResult(None)
-    if row.locked_until is not None and row.locked_until > utcnow():
-        return LoginResult(None, row.locked_until)
-    correct = check_password_hash(row.password_hash, password)
     with db.write() as conn:
-        return _record_login(conn, row.id, row.password_hash, correct)
+        return _record_login(conn, usable.id, usable.password_hash)
 
 
-def _record_login(conn: Connection, admin_id: int, checked: str, correct: bool) -> LoginResult:
-    """Reset the failure count on success; count a failure and lock when it reaches the limit.
-    Refused outright when the account was disabled or given a new password (`checked` is the
-    hash the password was checked against) while the hash was being checked."""
-    now = utcnow()
+def _checked(password_hash: str, password: str) -> bool:
+    """Whether the password fits the hash, checked in a free hash slot."""
+    with hash_slots.taken(HASH_WAIT) as free:
+        if not free:
+            raise HashesBusy()
+        return check_password_hash(password_hash, password)
+
+
+def _record_login(conn: Connection, admin_id: int, checked: str) -> LoginResult:
+    """The session version a right password starts a session with; refused when the account was
+    disabled or given a new password (`checked` is the hash the password was checked against)
+    while the hash was being checked."""
     row = conn.execute(
-        select(
-            Admin.failed_logins,
-            Admin.locked_until,
-            Admin.password_hash,
-            Admin.disabled_at,
-            Admin.session_version,
-        )
+        select(Admin.password_hash, Admin.disabled_at, Admin.session_version)
         .where(Admin.id == admin_id)
         .with_for_update()
     ).one()
     if row.disabled_at is not None or row.password_hash != checked:
         return LoginResult(None)
-    if row.locked_until is not None and row.locked_until > now:
-        return LoginResult(None, row.locked_until)  # locked by a concurrent attempt
-    failures = 0 if correct else row.failed_logins + 1
-    until = now + LOCKOUT if failures >= MAX_FAILED_LOGINS else None
-    conn.execute(
-        update(Admin)
-        .where(Admin.id == admin_id)
-        .values(failed_logins=0 if until else failures, locked_until=until)
-    )
-    return LoginResult(admin_id if correct else None, until, row.session_version)
+    return LoginResult(admin_id, row.session_version)
 
 
 # -- the CLI's lifecycle: list, disable, enable, reset-password, unlock ----------------------------
 
 
 def listing(conn: Connection) -> list[Listed]:
-    """Every admin by name: tenant, state (disabled before locked before active), created."""
-    now = utcnow()
+    """Every admin by name: tenant, state (active or disabled), created."""
     rows = conn.execute(
-        select(
-            Admin.username, Admin.tenant, Admin.disabled_at, Admin.locked_until, Admin.created_at
-        ).order_by(Admin.username)
+        select(Admin.username, Admin.tenant, Admin.disabled_at, Admin.created_at).order_by(
+            Admin.username
+        )
     )
     return [
-        Listed(r.username, r.tenant, _state(r.disabled_at, r.locked_until, now), r.created_at)
+        Listed(r.username, r.tenant, "disabled" if r.disabled_at else "active", r.created_at)
         for r in rows
     ]
-
-
-def _state(disabled_at: datetime | None, locked_until: datetime | None, now: datetime) -> State:
-    if disabled_at is not None:
-        return "disabled"
-    return "locked" if locked_until is not None and locked_until > now else "active"
 
 
 def disable(conn: Connection, username: str) -> bool:
@@ -218,19 +216,20 @@ def enable(conn: Connection, username: str) -> bool:
 
 
 def reset_password(conn: Connection, username: str, password: str) -> None:
-    """Give an admin a new password: ends its sessions and clears its lockout (a disabled admin
-    stays disabled)."""
+    """Give an admin a new password: ends its sessions (a disabled admin stays disabled)."""
     _check_password(password)
     admin_id = _locked_id(conn, username)
     conn.execute(
         _next_session_version(admin_id).values(
             password_hash=generate_password_hash(password), failed_logins=0, locked_until=None
-        )
+        )  # the columns of the old per-account lock, cleared as `unlock` does
     )
 
 
 def unlock(conn: Connection, username: str) -> None:
-    """Clear an admin's failed logins and lockout."""
+    """Clear what the per-account lock of earlier versions left in the row (`failed_logins`,
+    `locked_until`, read by nothing now); NotFound for an unknown name. Logins no longer lock
+    accounts: an address that failed waits out its delay (service.throttle)."""
     conn.execute(
         update(Admin)
         .where(Admin.id == _locked_id(conn, username))

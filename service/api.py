@@ -22,7 +22,7 @@ from service.metrics import DECISIONS, exposition
 from service.openapi import served
 from service.policies import policy_engine
 from service.policies.store import require_version
-from service.throttle import throttle
+from service.throttle import API_BY_ADDRESS, API_BY_PREFIX, client, throttle
 from service.workflows import ADVANCE, REOPEN
 
 bp = Blueprint("api", __name__)
@@ -59,13 +59,19 @@ def keyed(write: bool = False) -> Iterator[tuple[Connection, Key]]:
 
 
 def _authenticate(conn: Connection) -> Key:
-    """The caller's key; failures are counted per address and too many get 429 for a while."""
-    address = request.remote_addr or "unknown"
-    throttle().check(address)
+    """The caller's key. A valid key always passes, whatever other requests did; a failure is
+    counted per address and per key prefix, and once either is over its limit answers 429."""
+    header = request.headers.get("Authorization")
     try:
-        return keys.authenticate(conn, request.headers.get("Authorization"))
+        return keys.authenticate(conn, header)
     except Unauthorized:
-        throttle().fail(address)
+        counted = [(API_BY_ADDRESS, client(request.remote_addr))]
+        prefix = keys.named_prefix(header)
+        counted += [(API_BY_PREFIX, prefix)] if prefix else []
+        for budget, identifier in counted:
+            throttle().check(budget, identifier)
+        for budget, identifier in counted:
+            throttle().fail(budget, identifier)
         raise
 
 

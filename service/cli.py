@@ -217,7 +217,7 @@ def admins_create(tenant: str, username: str) -> None:
 
 @admins_group.command(name="list")
 def admins_list() -> None:
-    """List admins: username, tenant ('*' for all), state (active, disabled, locked), created."""
+    """List admins: username, tenant ('*' for all), state (active or disabled), created."""
     with store_engine() as engine, engine.db.read() as conn:
         for admin in accounts.listing(conn):
             tenant = admin.tenant or ALL_TENANTS
@@ -245,8 +245,7 @@ def admins_enable(username: str) -> None:
 @admins_group.command(name="reset-password")
 @click.argument("username")
 def admins_reset_password(username: str) -> None:
-    """Set a new password, read from standard input (first line); ends the admin's sessions and
-    clears its lockout."""
+    """Set a new password, read from standard input (first line); ends the admin's sessions."""
     password = _password_from_stdin()
     with store_engine() as engine, engine.db.write() as conn:
         accounts.reset_password(conn, username, password)
@@ -256,7 +255,7 @@ def admins_reset_password(username: str) -> None:
 @admins_group.command(name="unlock")
 @click.argument("username")
 def admins_unlock(username: str) -> None:
-    """Clear the admin's failed logins and lockout."""
+    """Clear a lock left by an earlier version (logins no longer lock accounts)."""
     with store_engine() as engine, engine.db.write() as conn:
         accounts.unlock(conn, username)
     click.echo(f"Unlocked admin {username!r}.")

@@ -64,6 +64,18 @@ SETTINGS: tuple[Setting, ...] = (
         "Mark the admin session cookie Secure even when TLS ends at a proxy in front "
         "(it is always Secure on requests that arrive over HTTPS).",
     ),
+    Setting(
+        "TRUSTED_PROXIES",
+        0,
+        "How many proxies in front of the service append to X-Forwarded-For: the client address "
+        "(for the failure limits) is read that many hops from its end. 0: the header is ignored.",
+    ),
+    Setting(
+        "RATE_LIMIT_STORAGE",
+        "memory://",
+        "Where failed authentications and logins are counted: memory:// (each process its own) "
+        "or a Redis URL (redis://127.0.0.1:6379/0) that every process and host shares.",
+    ),
     Setting("LOG_LEVEL", "INFO", "Python logging level."),
     Setting(
         "PUBLIC_URL",

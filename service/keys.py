@@ -136,6 +136,15 @@ def authenticate(conn: Connection, header: str | None) -> Key:
     return Key(row.id, row.name, row.tenant)
 
 
+def named_prefix(header: str | None) -> str | None:
+    """The key prefix an Authorization header names, for counting failed guesses at one key: the
+    part after `wa_` when it has a prefix's shape; None when there is none (no key, or not one
+    of ours), which names no key to protect."""
+    parts = (header or "").partition(" ")[2].strip().split("_")
+    named = parts[1] if len(parts) >= 3 and parts[0] == "wa" else ""
+    return named if len(named) == 2 * PREFIX_BYTES and _HEX.fullmatch(named) else None
+
+
 def revoke(conn: Connection, given: str) -> Revoked:
     """Revoke one key; it fails from the next request on. `given` is the key itself, its prefix
     (with or without `wa_`), or a leading part of the prefix of at least MIN_REVOKE_PART

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -36,8 +37,12 @@ def _child_exit(_server: Any, worker: Any) -> None:
 
 def run(host: str, port: int, workers: int) -> None:
     """Serve until stopped. Each worker is a process: no shared connections, no GIL contention."""
+    from service import accounts
+
     metrics_dir = tempfile.mkdtemp(prefix="workflow-authz-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    slots_dir = tempfile.mkdtemp(prefix="workflow-authz-hash-slots-")
+    accounts.hash_slots.share(Path(slots_dir))  # before gunicorn forks the workers
     try:
         _Server(
             {
@@ -54,3 +59,4 @@ def run(host: str, port: int, workers: int) -> None:
         ).run()
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
+        shutil.rmtree(slots_dir, ignore_errors=True)

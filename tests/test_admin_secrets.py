@@ -1,9 +1,9 @@
 """Admin passwords are never stored or logged in clear (issue 6, item 5): after logins through the
-admin form -- a successful one, wrong passwords up to the lockout, an unknown name, the right
-password while locked -- neither the password nor a wrong one appears in any file of the SQLite
-store (the main file and its -wal, read while the service still has them open, and again after it
-closed them), in any log record captured at DEBUG (SQLAlchemy's statements, parameters and rows
-included), or in any answer the form sent."""
+admin form -- a successful one, wrong passwords up to the limit and one past it, an unknown name,
+the right password while that address waits -- neither the password nor a wrong one appears in any
+file of the SQLite store (the main file and its -wal, read while the service still has them open,
+and again after it closed them), in any log record captured at DEBUG (SQLAlchemy's statements,
+parameters and rows included), or in any answer the form sent."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from flask import Flask
 from werkzeug.test import TestResponse
 
 from service import accounts, create_app
-from service.accounts import MAX_FAILED_LOGINS
+from service.throttle import LOGIN_ACCOUNT
 
 PASSWORD = "Secret-passphrase-4-admin"
 WRONG = "Wrong-passphrase-9-guess"
@@ -58,15 +58,17 @@ def log_in(app: Flask, username: str, password: str) -> list[TestResponse]:
 
 
 def every_kind_of_login(app: Flask) -> list[TestResponse]:
-    """Success, failures up to the lockout, an unknown name, the right password while locked."""
+    """Success, failures up to the limit and one past it, an unknown name, the right password
+    while the address waits."""
     answers = log_in(app, "sysadmin", PASSWORD)
     assert answers[-1].status_code == 303
-    for _ in range(MAX_FAILED_LOGINS):
+    limit = LOGIN_ACCOUNT[0].amount
+    for _ in range(limit + 1):
         answers += log_in(app, "sysadmin", WRONG)
     answers += log_in(app, "nobody", PASSWORD)
     answers += log_in(app, "sysadmin", PASSWORD)
     posts = [a.status_code for a in answers[3::2]]
-    assert posts == [200] * (MAX_FAILED_LOGINS - 1) + [429, 200, 429], "refused, locked, refused"
+    assert posts == [200] * limit + [429, 200, 429], "refused, waits, refused, waits"
     return answers
 
 

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from urllib.parse import urlsplit
 
 from flask import flash, g, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 
 from service import accounts
-from service.admin.blueprint import bp, csrf, when
+from service.admin.blueprint import bp, csrf
 from service.admin.context import admin
 from service.db import store
-from service.models import utcnow
+from service.errors import RateLimited
+from service.limits import MAX_IDENTIFIER
+from service.throttle import LOGIN_BY_ACCOUNT, LOGIN_BY_ADDRESS, Budget, client, throttle
 
 PUBLIC_ENDPOINTS = {"admin.login", "admin.static"}
 
@@ -52,13 +53,24 @@ def _here() -> str:
 
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> ResponseReturnValue:
-    """Log in with an account made by `workflow-authz admins create`."""
+    """Log in with an account made by `workflow-authz admins create`. Failures are limited per
+    address and per (username, address), never per account; an address over a limit gets 429
+    before any hash is checked, the same for every username, known or not."""
     if request.method == "GET":
         return render_template("admin/login.html", next=request.args.get("next", ""))
     username = request.form.get("username", "").strip().lower()  # phones capitalise
-    result = accounts.check_login(store(), username, request.form.get("password", ""))
+    counted = _counted_as(username)
+    try:
+        for budget, identifiers in counted:
+            throttle().check(budget, *identifiers)
+        result = accounts.check_login(store(), username, request.form.get("password", ""))
+    except RateLimited as limited:
+        return _login_refused(username, limited)
     if result.admin_id is None:
-        return _login_refused(username, result.locked_until)
+        for budget, identifiers in counted:
+            throttle().fail(budget, *identifiers)
+        return _login_refused(username)
+    throttle().forget(LOGIN_BY_ACCOUNT, *counted[0][1])
     session.clear()  # a fresh session: no fixation of one made before logging in
     session.permanent = True
     session["admin_id"] = result.admin_id
@@ -66,19 +78,28 @@ def login() -> ResponseReturnValue:
     return redirect(_safe_next(request.form.get("next", "")), 303)
 
 
-def _login_refused(username: str, locked_until: datetime | None) -> ResponseReturnValue:
-    """The login page again, saying why; 429 with Retry-After while the account is locked."""
+def _counted_as(username: str) -> list[tuple[Budget, tuple[str, ...]]]:
+    """The failure budgets a login from this request draws on: (username, address), then the
+    address. A name longer than any username is cut, so a key stays small."""
+    address = client(request.remote_addr)
+    name = username[: MAX_IDENTIFIER + 1]
+    return [(LOGIN_BY_ACCOUNT, (name, address)), (LOGIN_BY_ADDRESS, (address,))]
+
+
+def _login_refused(username: str, limited: RateLimited | None = None) -> ResponseReturnValue:
+    """The login page again, saying why; 429 with Retry-After when over a limit (it names no
+    account: an unknown username is answered as a known one)."""
     next_url = request.form.get("next", "")
-    if locked_until is None:
+    if limited is None:
         error = "Wrong username or password."
         return render_template("admin/login.html", error=error, username=username, next=next_url)
     error = (
-        f"Too many failed logins: this account is locked until {when(locked_until)}. "
-        "Try again then."
+        "Too many logins are being checked right now: try again in a second."
+        if isinstance(limited, accounts.HashesBusy)
+        else f"Too many failed logins from your address: try again in {limited.retry_after} s."
     )
     page = render_template("admin/login.html", error=error, username=username, next=next_url)
-    seconds = max(1, int((locked_until - utcnow()).total_seconds()))
-    return page, 429, {"Retry-After": str(seconds)}
+    return page, 429, {"Retry-After": str(limited.retry_after)}
 
 
 def _safe_next(target: str) -> str:
