@@ -16,7 +16,15 @@ from functools import cache
 from typing import Annotated, Any, Literal, TypeVar
 
 from flask import Response, current_app, request
-from pydantic import BaseModel, ConfigDict, Field, SkipValidation, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SkipValidation,
+    TypeAdapter,
+    ValidationError,
+    WithJsonSchema,
+)
 from pydantic.functional_validators import AfterValidator
 from pydantic_core import ErrorDetails, PydanticCustomError
 
@@ -174,10 +182,18 @@ class ReopenBody(MoveBody):
     reason: Reason
 
 
+_BULK_ID = {"type": "string", "description": f"an assessment id: {ASSESSMENT_ID_RULE}"}
+
+
 class BulkAdvanceBody(MoveBody):
     """POST /assessments/advance. Ids are checked one by one: a bad id gets its own error."""
 
-    ids: Annotated[list[SkipValidation[AssessmentId]], Field(min_length=1, max_length=MAX_BATCH)]
+    # Any string is a valid item: one that is not an assessment id is answered in its place (its
+    # own 400 in `results`), so the schema promises no more of an item than a string.
+    ids: Annotated[
+        list[Annotated[SkipValidation[AssessmentId], WithJsonSchema(_BULK_ID)]],
+        Field(min_length=1, max_length=MAX_BATCH),
+    ]
 
 
 class TenantQuery(Body):
