@@ -12,6 +12,7 @@ from service import accounts
 from service.admin.blueprint import bp, csrf, when
 from service.admin.context import admin
 from service.db import store
+from service.limits import storable
 from service.models import utcnow
 
 PUBLIC_ENDPOINTS = {"admin.login", "admin.static"}
@@ -56,6 +57,7 @@ def login() -> ResponseReturnValue:
     if request.method == "GET":
         return render_template("admin/login.html", next=request.args.get("next", ""))
     username = request.form.get("username", "").strip().lower()  # phones capitalise
+    username = username if storable(username) else ""  # no account has such a name
     result = accounts.check_login(store(), username, request.form.get("password", ""))
     if result.admin_id is None:
         return _login_refused(username, result.locked_until)
@@ -82,9 +84,14 @@ def _login_refused(username: str, locked_until: datetime | None) -> ResponseRetu
 
 
 def _safe_next(target: str) -> str:
-    """Where to go after logging in: an admin page of this site, never another site."""
+    """Where to go after logging in: an admin page of this site, never another site. A target
+    holding anything but printable ASCII (a CR/LF would split the Location header; a browser
+    drops tabs and newlines, so `/<tab>/evil.example` leads off-site) or a backslash is ignored, as
+    is any with a scheme or a host."""
+    if not (target.isascii() and target.isprintable()) or "\\" in target:
+        return url_for("admin.index")
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not parts.path.startswith("/admin/") or "\\" in target:
+    if parts.scheme or parts.netloc or not parts.path.startswith("/admin/"):
         return url_for("admin.index")
     return target
 
