@@ -65,8 +65,9 @@ def _ascii_number(value: object) -> object:
     return value
 
 
-QueryInt = Annotated[int, BeforeValidator(_ascii_number)]
-"""A whole number given in a query string."""
+IN_QUERY = BeforeValidator(_ascii_number)
+"""Marks an integer as one a query string gives (after its Field, which keeps the schema's
+minimum and maximum)."""
 
 
 def _matching(rule: re.Pattern[str], limit: int, description: str) -> Any:
@@ -208,7 +209,7 @@ class FeedQuery(TenantQuery):
         description=f"the cursor of the previous page, at most {MAX_TEXT} characters; omit it to "
         "start",
     )
-    limit: Annotated[QueryInt, Field(ge=1, le=MAX_PAGE, strict=False)] = 100
+    limit: Annotated[int, Field(ge=1, le=MAX_PAGE, strict=False), IN_QUERY] = 100
 
 
 # -- responses -------------------------------------------------------------------------------
