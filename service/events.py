@@ -20,6 +20,7 @@ from typing import Protocol
 from sqlalchemy import Connection, insert, select
 
 from service.errors import InvalidRequest
+from service.limits import whole_number
 from service.models import Assessment, Event, utcnow
 from service.policies.store import take_event_numbers
 from service.workflows import VIEW, Cell, CellChange, Workflow
@@ -169,9 +170,10 @@ def decode_cursor(tenant: str, cursor: str | None) -> int:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         version, owner, seq = raw.split(":")
-        if version != "v1" or owner != tenant or not seq.isdigit():
+        number = whole_number(seq)  # ASCII digits a store's integer holds
+        if version != "v1" or owner != tenant or number is None:
             raise ValueError(raw)
-        return int(seq)
+        return number
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise InvalidRequest(
             "after is not a cursor this feed gave for this tenant", field="after"

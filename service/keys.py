@@ -21,7 +21,7 @@ from service.errors import (
     Unauthorized,
     Unavailable,
 )
-from service.limits import MAX_TEXT, text_problem
+from service.limits import MAX_TEXT, storable, text_problem
 from service.models import ApiKey, utcnow
 from service.workflows import is_identifier
 
@@ -128,7 +128,7 @@ def authenticate(conn: Connection, header: str | None) -> Key:
     """
     token = _bearer(header)
     parts = token.split("_")
-    if len(parts) < 3 or parts[0] != "wa":
+    if len(parts) < 3 or parts[0] != "wa" or not storable(parts[1]):
         raise Unauthorized("the API key is not valid")
     row = conn.execute(_BY_PREFIX, {"prefix": parts[1]}).first()
     if row is None or not hmac.compare_digest(row.digest, digest(token)) or row.revoked_at:

@@ -19,6 +19,15 @@ MAX_PAGE = 1000
 """Events in one page of the feed, results in one page of an AuthZEN search."""
 MAX_TOKEN = 512
 """An AuthZEN search's page token (it holds an assessment id)."""
+MAX_DEPTH = 32
+"""How deeply a JSON body may nest objects and arrays: the deepest body the API declares nests
+5 levels (an AuthZEN boxcar item's subject properties), which leaves room for a context."""
+MAX_NUMBER = 2**31 - 1
+"""The largest whole number the tables hold (their columns are PostgreSQL `integer`, 32 bits):
+an event number in a cursor, a policy version in a form; a larger one makes PostgreSQL refuse
+the whole query, not just find nothing."""
+MAX_OFFSET = 2**63 - 1
+"""The most rows a query may skip (LIMIT and OFFSET take a signed 64-bit integer)."""
 
 FREE_TEXT_RULE = "printable characters in Unicode normal form NFC, not only blanks"
 """What free text that people read later (an actor, a reason) may hold, in words.
@@ -77,6 +86,27 @@ def text_problem(value: str, limit: int) -> str | None:
     if len(value) > limit:
         return f"must be at most {limit} characters, not {len(value)}"
     return free_text_problem(value)
+
+
+def whole_number(text: str, most: int = MAX_NUMBER) -> int | None:
+    """`text` as a whole number when it is ASCII digits of at most `most`; None otherwise.
+    Python's int() also takes other scripts' digits (`١٢`), signs, blanks and underscores."""
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(most)):
+        return None
+    number = int(text)
+    return number if number <= most else None
+
+
+def storable(value: str) -> bool:
+    """True when both stores can hold `value` as text: PostgreSQL refuses U+0000 in any text,
+    and a lone surrogate has no UTF-8 encoding."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _named(char: str) -> str:

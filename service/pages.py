@@ -19,7 +19,7 @@ from typing import Any
 
 from service import shapes
 from service.errors import InvalidRequest
-from service.limits import MAX_PAGE
+from service.limits import MAX_PAGE, storable, whole_number
 
 DEFAULT_LIMIT = 100
 NOT_OURS = "page.token is not a token this search gave for these parameters"
@@ -75,13 +75,12 @@ def decode_token(binding: str, token: str) -> Page:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
         version, owner, limit, after = raw.split(":", 3)
-        if version != "v1" or owner != binding or not limit.isdigit() or not after:
-            raise ValueError(raw)
-        if not 1 <= int(limit) <= MAX_PAGE:
+        size = whole_number(limit, MAX_PAGE)
+        if version != "v1" or owner != binding or not size or not after or not storable(after):
             raise ValueError(raw)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise InvalidRequest(NOT_OURS, field="page.token") from None
-    return Page(binding, int(limit), after)
+    return Page(binding, size, after)
 
 
 def following(page: Page, found: Sequence[str], universe: Sequence[str]) -> Sequence[str]:

@@ -25,7 +25,7 @@ from pydantic import (
     ValidationError,
     WithJsonSchema,
 )
-from pydantic.functional_validators import AfterValidator
+from pydantic.functional_validators import AfterValidator, BeforeValidator
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from service import assessments
@@ -36,6 +36,7 @@ from service.limits import (
     FREE_TEXT_RULE,
     MAX_ASSESSMENT_ID,
     MAX_BATCH,
+    MAX_DEPTH,
     MAX_IDENTIFIER,
     MAX_PAGE,
     MAX_REASON,
@@ -50,6 +51,7 @@ M = TypeVar("M", bound=BaseModel)
 F = TypeVar("F", bound=Callable[..., Any])
 
 NOT_AN_OBJECT = "the body must be a JSON object (Content-Type: application/json)"
+TOO_DEEP = f"the body nests objects and arrays more than {MAX_DEPTH} deep"
 FREE_TEXT = "free_text"
 """The finding of free text against its rule, whose words name the character at fault."""
 
@@ -61,6 +63,19 @@ def _free_text_checked(value: str) -> str:
     if problem is not None:
         raise PydanticCustomError(FREE_TEXT, problem)
     return value
+
+
+def _ascii_number(value: object) -> object:
+    """A query string's number in ASCII digits only (int() would also take `١٢`, `+5`, ` 5`,
+    `5_0`), left for the field's own range to check."""
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise PydanticCustomError("int_parsing", "Input should be a number in ASCII digits")
+    return value
+
+
+IN_QUERY = BeforeValidator(_ascii_number)
+"""Marks an integer as one a query string gives (after its Field, which keeps the schema's
+minimum and maximum)."""
 
 
 def _matching(rule: re.Pattern[str], limit: int, description: str) -> Any:
@@ -210,7 +225,7 @@ class FeedQuery(TenantQuery):
         description=f"the cursor of the previous page, at most {MAX_TEXT} characters; omit it to "
         "start",
     )
-    limit: Annotated[int, Field(ge=1, le=MAX_PAGE, strict=False)] = 100
+    limit: Annotated[int, Field(ge=1, le=MAX_PAGE, strict=False), IN_QUERY] = 100
 
 
 # -- responses -------------------------------------------------------------------------------
@@ -640,11 +655,35 @@ def query() -> Any:
 
 
 def parse_json(model: type[M], data: bytes) -> M:
-    """A body of bytes as `model`; InvalidRequest naming the first field at fault."""
+    """A body of bytes as `model`; InvalidRequest naming the first field at fault, or saying
+    the body nests deeper than MAX_DEPTH (before anything is built of it)."""
+    if too_deep(data):
+        raise InvalidRequest(TOO_DEEP)
     try:
         return model.model_validate_json(data or b"null")
     except ValidationError as error:
         raise invalid(model, error) from None
+
+
+_SKELETON = bytes(range(256)).translate(None, b'[]{}"')
+"""Every byte but brackets and quotes: what translate() deletes to leave a body's skeleton."""
+_SQUARE = bytes.maketrans(b"{}", b"[]")
+
+
+def too_deep(data: bytes) -> bool:
+    """True when a JSON text nests objects and arrays more than MAX_DEPTH deep. Counting the
+    opening brackets answers almost every body at once (a question holds one). A body with more
+    is reduced, at C speed, to its brackets outside strings (escaped backslashes and quotes
+    dropped first, then what lies between quotes), and each pass drops its innermost pairs."""
+    if data.count(b"[") + data.count(b"{") <= MAX_DEPTH:
+        return False
+    if b"\\" in data:  # escapes pair from the left: \\ first, then \" (in a string either way)
+        data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+    quoted = data.translate(None, _SKELETON).translate(_SQUARE)
+    skeleton = b"".join(quoted.split(b'"')[::2])
+    for _ in range(MAX_DEPTH):
+        skeleton = skeleton.replace(b"[]", b"")
+    return b"[" in skeleton
 
 
 def validate(model: type[M], data: Any) -> M:

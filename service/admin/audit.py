@@ -15,10 +15,13 @@ from service.admin.context import workflow
 from service.admin.tenants import tenant_for
 from service.audit import Entry, history
 from service.db import store
+from service.limits import MAX_OFFSET, storable, whole_number
 from service.policies.store import current_version
 from service.workflows import REOPEN, Area
 
 PAGE_SIZE = 50
+LAST_PAGE = MAX_OFFSET // PAGE_SIZE
+"""The largest page number whose offset a store's integer holds."""
 
 
 @bp.get("/audit")
@@ -30,7 +33,9 @@ def audit() -> ResponseReturnValue:
     area = request.args.get("area", "")
     area = area if area in workflow().area_by_id else ""
     person = request.args.get("person", "").strip()
-    page = max(1, request.args.get("page", 1, type=int) or 1)
+    if not storable(person):
+        abort(400, "The person filter holds a character no name can hold (U+0000).")
+    page = _page_number(request.args.get("page", "1"))
     with store().read() as conn:
         if current_version(conn, tenant) is None:
             abort(404, f"There is no tenant {tenant!r}.")
@@ -51,6 +56,15 @@ def audit() -> ResponseReturnValue:
         page=page,
         more=len(entries) > PAGE_SIZE,
     )
+
+
+def _page_number(given: str) -> int:
+    """The page asked for: a number in ASCII digits from 1 to LAST_PAGE (400 otherwise); an
+    empty one is the first."""
+    page = whole_number(given or "1", LAST_PAGE)
+    if not page:
+        abort(400, f"The page number must be a whole number from 1 to {LAST_PAGE}.")
+    return page
 
 
 def _line(entry: Entry) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from service.admin.blueprint import bp, csrf
 from service.admin.context import admin
 from service.db import store
 from service.errors import RateLimited
-from service.limits import MAX_IDENTIFIER
+from service.limits import MAX_IDENTIFIER, storable
 from service.throttle import LOGIN_BY_ACCOUNT, LOGIN_BY_ADDRESS, Budget, client, throttle
 
 PUBLIC_ENDPOINTS = {"admin.login", "admin.static"}
@@ -59,6 +59,7 @@ def login() -> ResponseReturnValue:
     if request.method == "GET":
         return render_template("admin/login.html", next=request.args.get("next", ""))
     username = request.form.get("username", "").strip().lower()  # phones capitalise
+    username = username if storable(username) else ""  # no account has such a name
     counted = _counted_as(username)
     try:
         for budget, identifiers in counted:
@@ -103,9 +104,14 @@ def _login_refused(username: str, limited: RateLimited | None = None) -> Respons
 
 
 def _safe_next(target: str) -> str:
-    """Where to go after logging in: an admin page of this site, never another site."""
+    """Where to go after logging in: an admin page of this site, never another site. A target
+    holding anything but printable ASCII (a CR/LF would split the Location header; a browser
+    drops tabs and newlines, so `/<tab>/evil.example` leads off-site) or a backslash is ignored, as
+    is any with a scheme or a host."""
+    if not (target.isascii() and target.isprintable()) or "\\" in target:
+        return url_for("admin.index")
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not parts.path.startswith("/admin/") or "\\" in target:
+    if parts.scheme or parts.netloc or not parts.path.startswith("/admin/"):
         return url_for("admin.index")
     return target
 

@@ -9,6 +9,7 @@ from service.admin.blueprint import bp
 from service.admin.context import admin, workflow
 from service.db import store
 from service.policies.store import tenants
+from service.workflows import is_identifier
 
 
 @bp.get("/")
@@ -41,6 +42,8 @@ def tenant_for(requested: str | None) -> str | None:
             abort(403, f"You manage tenant {signed_in.tenant!r} only.")
         return signed_in.tenant
     if requested:
+        if not is_identifier(requested):  # never a tenant's name: nothing to ask the store
+            abort(404, f"There is no tenant {requested!r}.")
         return requested
     with store().read() as conn:
         names = tenants(conn)

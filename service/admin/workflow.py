@@ -3,6 +3,7 @@ offer to replay its changes on the policy in force)."""
 
 from __future__ import annotations
 
+import re
 from functools import partial
 from typing import Any
 
@@ -21,6 +22,8 @@ from service.policies import policy_engine
 from service.policy_rules import Finding
 from service.workflows import Area, CellChange
 
+INTEGER = re.compile(r"-?[0-9]{1,64}")
+
 
 @bp.get("/workflow/<area_id>")
 def workflow_page(area_id: str) -> ResponseReturnValue:
@@ -38,7 +41,7 @@ def workflow_submit(area_id: str) -> ResponseReturnValue:
     """The form's steps: `review` the submitted matrix, go `back` to editing it, or `save` it."""
     area = area_or_404(area_id)
     tenant = tenant_for(request.form.get("tenant"))
-    loaded_version = request.form.get("version", type=int)
+    loaded_version = _version(request.form.get("version", ""))
     if tenant is None or loaded_version is None:
         abort(400, "The form lacks its tenant or policy version: reload the page.")
     stored = load(tenant, area)
@@ -55,6 +58,13 @@ def workflow_submit(area_id: str) -> ResponseReturnValue:
     if loaded_version != stored.version:
         return _stale_page(tenant, area, loaded_version)
     return _review_page(tenant, area, stored, draft)
+
+
+def _version(given: str) -> int | None:
+    """The policy version a form was loaded at: an integer in ASCII digits (int() would take
+    `١` too), else None. Any size: it is only compared with the stored one, never queried
+    (a stale page reads the audit trail for versions between 0 and the stored one only)."""
+    return int(given) if INTEGER.fullmatch(given) else None
 
 
 def _form_page(
