@@ -197,14 +197,16 @@ class ReopenBody(MoveBody):
     reason: Reason
 
 
-_BULK_ID = {"type": "string", "description": f"an assessment id: {ASSESSMENT_ID_RULE}"}
+_BULK_ID = {
+    "description": f"an assessment id: {ASSESSMENT_ID_RULE}; any other value gets its own error"
+}
 
 
 class BulkAdvanceBody(MoveBody):
     """POST /assessments/advance. Ids are checked one by one: a bad id gets its own error."""
 
-    # Any string is a valid item: one that is not an assessment id is answered in its place (its
-    # own 400 in `results`), so the schema promises no more of an item than a string.
+    # Any value is a valid item: one that is not an assessment id is answered in its place (its
+    # own 400 in `results`), so the schema promises nothing of an item beyond its description.
     ids: Annotated[
         list[Annotated[SkipValidation[AssessmentId], WithJsonSchema(_BULK_ID)]],
         Field(min_length=1, max_length=MAX_BATCH),
