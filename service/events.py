@@ -15,9 +15,9 @@ import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, Row, insert, select
 
 from service.errors import InvalidRequest
 from service.limits import whole_number
@@ -128,10 +128,18 @@ def append(
     )
 
 
+def event_id(tenant: str, seq: int) -> str:
+    """An event's stable id, unique across tenants: what GET /events shows and what a webhook
+    delivery carries as `webhook-id` on every attempt. Derived from the event's key (tenant and
+    number), both of which never change, so it needs no column of its own."""
+    return f"evt_{tenant}_{seq}"
+
+
 @dataclass(frozen=True)
 class Entry:
     """One event of the feed, as a page shows it."""
 
+    id: str
     assessment: str
     area: str
     phase: str
@@ -151,11 +159,21 @@ def page(conn: Connection, tenant: str, cursor: str | None, limit: int) -> tuple
         .limit(limit)
     ).all()
     last = rows[-1].seq if rows else after
-    entries = [
-        Entry(r.assessment_id, r.area, r.phase, r.visible, r.cause, r.policy_version, r.at)
-        for r in rows
-    ]
-    return entries, encode_cursor(tenant, last)
+    return [entry(r) for r in rows], encode_cursor(tenant, last)
+
+
+def entry(row: Event | Row[Any]) -> Entry:
+    """A stored event as the feed shows it: the object GET /events lists and a webhook's `data`."""
+    return Entry(
+        event_id(row.tenant, row.seq),
+        row.assessment_id,
+        row.area,
+        row.phase,
+        row.visible,
+        row.cause,
+        row.policy_version,
+        row.at,
+    )
 
 
 def encode_cursor(tenant: str, seq: int) -> str:

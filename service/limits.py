@@ -28,6 +28,10 @@ an event number in a cursor, a policy version in a form; a larger one makes Post
 the whole query, not just find nothing."""
 MAX_OFFSET = 2**63 - 1
 """The most rows a query may skip (LIMIT and OFFSET take a signed 64-bit integer)."""
+MAX_URL = 2000
+"""A webhook endpoint's URL (what browsers and most servers accept)."""
+MAX_SECRET = 100
+"""A webhook signing secret as stored: `whsec_` and the base64 of its 24 to 64 bytes."""
 
 FREE_TEXT_RULE = "printable characters in Unicode normal form NFC, not only blanks"
 """What free text that people read later (an actor, a reason) may hold, in words.

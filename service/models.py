@@ -1,4 +1,5 @@
-"""Typed tables: assessment state and history, policy versions and audit, API keys, admins.
+"""Typed tables: assessment state and history, policy versions and audit, API keys, admins,
+webhook endpoints.
 
 The policy rows themselves live in casbin-sqlalchemy-adapter's `casbin_rule` table, which
 policies.py owns; the migrations create it with the constraints the adapter leaves out.
@@ -21,7 +22,14 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from service.limits import MAX_ASSESSMENT_ID, MAX_IDENTIFIER, MAX_REASON, MAX_TEXT
+from service.limits import (
+    MAX_ASSESSMENT_ID,
+    MAX_IDENTIFIER,
+    MAX_REASON,
+    MAX_SECRET,
+    MAX_TEXT,
+    MAX_URL,
+)
 
 
 def utcnow() -> datetime:
@@ -177,3 +185,54 @@ class Admin(Base):
     # Sessions carry the version they were issued at; bumping it ends them all at once.
     session_version: Mapped[int] = mapped_column(Integer, default=0)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+WEBHOOK_STATES = ("active", "failing", "disabled")
+"""An endpoint is `active` (delivered to), `failing` (an event outlived the maximum age: kept,
+waiting for `webhooks retry`) or `disabled` (it answered 410 Gone, or an operator said so)."""
+
+
+class WebhookEndpoint(Base):
+    """A tenant's registered receiver of the feed, and where its delivery stands.
+
+    The feed's `events` table is the outbox: every event is written in the transaction of the
+    change that causes it, and an endpoint only keeps its place in that feed (`delivered_seq`:
+    every event up to it was answered 2xx), the head event's retry state, and the lease of the
+    one process that may be delivering to it now. So per-endpoint order holds by construction:
+    the next event is only sent once the one before it is done.
+    """
+
+    __tablename__ = "webhook_endpoints"
+    __table_args__ = (
+        CheckConstraint(
+            "state IN ('active', 'failing', 'disabled')", name="ck_webhook_endpoints_state"
+        ),
+        Index("ix_webhook_endpoints_tenant", "tenant", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(MAX_IDENTIFIER))
+    name: Mapped[str] = mapped_column(String(MAX_TEXT))
+    url: Mapped[str] = mapped_column(String(MAX_URL))
+    # The signing secret (`whsec_` + base64), shown once when made; the one before a rotation
+    # keeps signing beside it until `previous_secret_until`.
+    secret: Mapped[str] = mapped_column(String(MAX_SECRET))
+    previous_secret: Mapped[str | None] = mapped_column(String(MAX_SECRET))
+    previous_secret_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    state: Mapped[str] = mapped_column(String(16), default="active")
+    state_reason: Mapped[str | None] = mapped_column(String(MAX_REASON))
+    # Every event of the tenant with seq <= delivered_seq is done (2xx) for this endpoint. A new
+    # endpoint starts at the tenant's last event: it receives what happens from then on.
+    delivered_seq: Mapped[int] = mapped_column(Integer, default=0)
+    # The head event's (delivered_seq + 1) failed attempts so far, and when to try it next.
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Which delivering process holds the endpoint, until when (longer than one attempt's
+    # timeout): at most one process sends to an endpoint at a time.
+    lease_owner: Mapped[str | None] = mapped_column(String(MAX_IDENTIFIER))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(MAX_REASON))
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
