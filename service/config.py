@@ -83,6 +83,37 @@ SETTINGS: tuple[Setting, ...] = (
         "The service's base URL as AuthZEN clients reach it (https://pdp.example.com), named in "
         "/.well-known/authzen-configuration; when empty, each request's own origin.",
     ),
+    Setting(
+        "WEBHOOK_DELIVERY",
+        True,
+        "Whether `workflow-authz serve` also runs the webhook delivery loop (one process beside "
+        "the server); false when operators run `workflow-authz deliver` separately.",
+    ),
+    Setting(
+        "WEBHOOK_ALLOW_PRIVATE",
+        False,
+        "Allow webhook endpoints on loopback, link-local and private addresses (tests, or a "
+        "receiver inside the service's own network on purpose).",
+    ),
+    Setting("WEBHOOK_TIMEOUT", 10.0, "Seconds a delivery attempt may take before it failed."),
+    Setting("WEBHOOK_BACKOFF_BASE", 1.0, "Seconds before the first retry; doubled each time."),
+    Setting("WEBHOOK_BACKOFF_CAP", 3600.0, "The longest wait between two retries, in seconds."),
+    Setting(
+        "WEBHOOK_MAX_AGE",
+        259200.0,
+        "Seconds an event is retried after it was made (3 days); then its endpoint is failing "
+        "and its events wait for `workflow-authz webhooks retry`.",
+    ),
+    Setting(
+        "WEBHOOK_SECRET_GRACE",
+        86400.0,
+        "Seconds the secret before a rotation keeps signing beside the new one (24 hours).",
+    ),
+    Setting(
+        "WEBHOOK_POLL_INTERVAL",
+        0.2,
+        "Seconds the delivery loop waits, when it has nothing to send, before it looks again.",
+    ),
 )
 
 _DEFAULTS = {s.name: s.default for s in SETTINGS}
@@ -115,4 +146,12 @@ def _convert(name: str, raw: str, default: Any) -> Any:
             return int(raw)
         except ValueError:
             raise ConfigError(f"{PREFIX}{name} must be an integer, got {raw!r}") from None
+    if isinstance(default, float):
+        try:
+            value = float(raw)
+        except ValueError:
+            value = -1.0
+        if not 0 <= value < float("inf"):
+            raise ConfigError(f"{PREFIX}{name} must be a number of seconds >= 0, got {raw!r}")
+        return value
     return raw
