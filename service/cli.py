@@ -1,4 +1,4 @@
-"""The `workflow-authz` command: serve, init, keys, admins, tenants and config."""
+"""The `workflow-authz` command: serve, init, keys, admins, tenants, webhooks and config."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from service.policy_cli import (
     import_command,
     test_command,
 )
+from service.webhooks.cli import webhooks_group
 from service.workflows import Cell
 
 ALL_TENANTS = "*"
@@ -296,7 +297,14 @@ def _without_user_password(url: str) -> str:
     return url if parsed.password is None else parsed.render_as_string(hide_password=True)
 
 
-for command in (check_command, test_command, export_command, import_command, diff_command):
+for command in (
+    check_command,
+    test_command,
+    export_command,
+    import_command,
+    diff_command,
+    webhooks_group,
+):
     main.add_command(command)
 
 if __name__ == "__main__":  # pragma: no cover
