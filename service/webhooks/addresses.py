@@ -49,7 +49,8 @@ def host(url: str) -> str:
 
 
 def problem(url: str, *, allow_private: bool) -> str | None:
-    """Why the service may not deliver to this URL, in words; None when it may."""
+    """Why the service may not deliver to this URL, in words; None when it may. Resolves the
+    host (form_problem first: a URL of a refused form is never resolved)."""
     parts, shape = _parsed(url)
     if shape is not None or parts is None:
         return shape
@@ -60,6 +61,11 @@ def problem(url: str, *, allow_private: bool) -> str | None:
         reason = getattr(error, "strerror", None) or error
         return f"has a host {hostname!r} that does not resolve ({reason}): check its spelling"
     return None if allow_private else private_problem(hostname, found)
+
+
+def form_problem(url: str) -> str | None:
+    """Why the URL's form is refused whatever WEBHOOK_ALLOW_PRIVATE says (no resolving: pure)."""
+    return _parsed(url)[1]
 
 
 def private_problem(hostname: str, found: Iterable[str]) -> str | None:

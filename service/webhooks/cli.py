@@ -7,17 +7,33 @@ A thin shell over service.webhooks.endpoints: each command is one transaction, a
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import click
 
 from service.cli_errors import settings, store_engine
-from service.limits import MAX_NUMBER, visible
+from service.limits import MAX_NUMBER, visible, whole_number
 from service.models import iso
 from service.policies.store import require_version
 from service.webhooks import endpoints
 from service.webhooks.endpoints import Listed
 
-ENDPOINT_ID = click.argument("endpoint_id", metavar="ID", type=click.IntRange(1, MAX_NUMBER))
+
+class EndpointId(click.ParamType[int, Any]):
+    """An endpoint id: ASCII digits from 1 to what the store's integer holds. click.INT takes
+    int()'s spellings too, so `١` (an Arabic-Indic one) would name endpoint 1."""
+
+    name = "id"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        """The id, or a usage error (exit 2) saying what an id is."""
+        number = value if isinstance(value, int) else whole_number(str(value))
+        if not number:
+            self.fail(f"{value!r} is not an endpoint id (1 to {MAX_NUMBER}, in ASCII digits)")
+        return number
+
+
+ENDPOINT_ID = click.argument("endpoint_id", metavar="ID", type=EndpointId())
 COLUMNS = ("id", "tenant", "name", "url", "state", "last delivery", "backlog", "note")
 
 
