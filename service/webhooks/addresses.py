@@ -6,11 +6,12 @@ resolves to then (a name can be pointed elsewhere after it was added).
 
 A URL is refused, whatever the setting, when programs could read it differently: characters
 outside RFC 3986 (a backslash is a slash to browsers, not to Python), credentials
-(`user:pass@`, which `webhooks list` and the admin page would show; the signature already proves
-the sender), a fragment (never sent), a zone index, and an IPv4 address spelled other than as
-four decimal numbers (`http://2130706433/`, `http://0177.0.0.1/`, `http://127.1/`: the C
-resolver reads them as 127.0.0.1, other parsers as something else or as a name). A host that
-does not resolve is refused when added: the operator who mistyped it is there to fix it.
+(`user:pass@`: never sent as a login, the signature proves the sender, and `webhooks list` and
+the admin page would show it), a fragment (never sent), a zone index, and an IPv4 address
+spelled other than as four decimal numbers (`http://2130706433/`, `http://0177.0.0.1/`,
+`http://127.1/`: the C resolver reads them as 127.0.0.1, other parsers as something else or as
+a name). A host that does not resolve is refused when added: the operator who mistyped it is
+there to fix it (a delivery to a host that stops resolving later is a failed attempt, retried).
 """
 
 from __future__ import annotations
@@ -155,8 +156,9 @@ def _parsed(url: str) -> tuple[SplitResult | None, str | None]:
         return None, f"{url!r} must be an http:// or https:// URL with a host"
     if "@" in parts.netloc:
         return None, (
-            "must not hold a user name or password (`user:pass@`): every admin of the tenant "
-            "sees the URL, and the signature already proves who sent a delivery"
+            "must not hold a user name or password (`user:pass@`): deliveries are never sent "
+            "with a login (the signature proves the sender), and the URL is shown to every "
+            "admin of the tenant"
         )
     if "#" in url:
         return None, "must not have a fragment (`#...`): it is never sent to the receiver"
