@@ -20,6 +20,7 @@ from standardwebhooks import Webhook
 
 from service.cli import main
 from service.db import Database
+from service.errors import Conflict, InvalidRequest, NotFound
 from service.models import WebhookEndpoint, iso, utcnow
 from service.webhooks import endpoints
 from tests.conftest import Api, complete
@@ -308,3 +309,24 @@ def test_retry_makes_a_failing_or_disabled_endpoint_active_from_where_it_stopped
     assert row.delivered_seq == 0, "its kept events are sent from where it stopped"
     active = cli("webhooks", "retry", str(endpoint_id))
     assert active.exit_code == 0 and "was active already" in active.output
+
+
+# -- the endpoints module beneath the commands ----------------------------------------------------
+
+
+@pytest.mark.parametrize("endpoint_id", [0, -1, 2**31, 2**63])
+def test_find_answers_not_found_for_an_id_no_store_integer_holds(
+    db: Database, endpoint_id: int
+) -> None:
+    with db.read() as conn, pytest.raises(NotFound, match=f"no webhook endpoint {endpoint_id}"):
+        endpoints.find(conn, endpoint_id)
+
+
+def test_a_refused_add_leaves_the_callers_transaction_as_it_was(db: Database) -> None:
+    with db.write() as conn:
+        first, _ = endpoints.add(conn, "default", PUBLIC, "SIS", allow_private=False)
+        for url in (PUBLIC, "http://10.0.0.1/"):
+            with pytest.raises((Conflict, InvalidRequest)):
+                endpoints.add(conn, "default", url, None, allow_private=False)
+    with db.read() as conn:
+        assert [e.id for e in endpoints.listing(conn)] == [first]
