@@ -41,6 +41,8 @@ class Received:
     body: bytes
     began: float
     """time.monotonic() when it arrived."""
+    wall: float
+    """time.time() then (to compare with the store's timestamps)."""
     answered: int
 
 
@@ -117,12 +119,12 @@ class Receiver:
 def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 - http.server's name
-            began = time.monotonic()
+            began, wall = time.monotonic(), time.time()
             body = self.rfile.read(int(self.headers.get("content-length", 0)))
             before = receiver.arrive(self.path)
             plan = receiver.answer(self.path, before)
             headers = {k.lower(): v for k, v in self.headers.items()}
-            receiver.record(Received(self.path, headers, body, began, plan.status))
+            receiver.record(Received(self.path, headers, body, began, wall, plan.status))
             try:
                 receiver.closing.wait(plan.delay)
                 self._answer(plan)

@@ -47,6 +47,8 @@ CONCURRENCY = 8
 BATCH = 100
 """Events an endpoint's holder sends in a row before it frees the lease, so endpoints with long
 backlogs take turns when there are more of them than threads."""
+RUNNING = "webhook delivery: running as"
+"""The line a delivery loop logs when it starts (tests wait for it)."""
 LEASE_MARGIN = 5.0
 """Seconds a lease lasts beyond an attempt's timeout: for the store's statements around it."""
 GONE = 410
@@ -153,6 +155,7 @@ class Deliverer:
 
     def run(self) -> None:
         """Deliver until stopped (or the parent process is gone); then free every lease."""
+        log.info("%s %s", RUNNING, self.owner)
         with ThreadPoolExecutor(CONCURRENCY, thread_name_prefix="webhook") as pool:
             while not self._should_stop():
                 self.wake.clear()
@@ -288,7 +291,8 @@ def deliver(config: Mapping[str, Any], parent: int | None = None) -> None:
 @contextmanager
 def alongside(config: Mapping[str, Any]) -> Iterator[None]:
     """While the block runs (`serve`), the delivery loop runs as one process of its own beside
-    it, when WEBHOOK_DELIVERY is on; stopped (SIGTERM, then SIGKILL after its grace) on exit.
+    it, when WEBHOOK_DELIVERY is on; stopped (SIGTERM, then SIGKILL after its grace) on exit. It
+    reads its settings from the same environment as the server (serve's own come from there).
 
     A process, not a thread of the server: it shares no interpreter with the workers, and it
     writes its metrics into the same PROMETHEUS_MULTIPROC_DIR, so /metrics sums them."""
