@@ -91,27 +91,32 @@ def claim(
     return sorted(taken.scalars())
 
 
-def head(conn: Connection, endpoint_id: int, owner: str) -> tuple[Stored, Row[Any] | None] | None:
-    """The endpoint, while this process holds its lease and it is active, and its next event
-    (None when there is none yet); None when the endpoint is no longer this process's to send."""
+def head(
+    conn: Connection, endpoint_id: int, holder: str, limit: int
+) -> tuple[Stored, list[Row[Any]]] | None:
+    """The endpoint, while this claim holds its lease and it is active, and its next events,
+    up to `limit` in feed order (none yet: an empty list); None when the endpoint is no longer
+    this claim's to send."""
     endpoint = conn.execute(
         select(*E.__table__.c).where(
-            E.id == endpoint_id, E.lease_owner == owner, E.state == "active"
+            E.id == endpoint_id, E.lease_owner == holder, E.state == "active"
         )
     ).first()
     if endpoint is None:
         return None
-    event = conn.execute(
-        select(Event).where(
-            Event.tenant == endpoint.tenant, Event.seq == endpoint.delivered_seq + 1
-        )
-    ).first()
-    return endpoint, event
+    queued = conn.execute(
+        select(Event)
+        .where(Event.tenant == endpoint.tenant, Event.seq > endpoint.delivered_seq)
+        .order_by(Event.seq)
+        .limit(limit)
+    ).all()
+    return endpoint, list(queued)
 
 
 def record(conn: Connection, endpoint_id: int, owner: str, seq: int, outcome: Outcome) -> bool:
-    """Record the outcome of sending event `seq`, if this process still holds the lease and the
-    event is still the head; whether it applied."""
+    """Record the outcome of sending event `seq`, if this claim still holds the lease, the
+    event is still the head and the endpoint is still active (an operator may have disabled or
+    removed it meanwhile); whether it applied."""
     values: dict[str, Any] = dict(
         attempts=outcome.attempts,
         next_attempt_at=outcome.next_attempt_at,
@@ -129,7 +134,12 @@ def record(conn: Connection, endpoint_id: int, owner: str, seq: int, outcome: Ou
         values.update(lease_until=outcome.lease_until)
     applied = conn.execute(
         update(E)
-        .where(E.id == endpoint_id, E.lease_owner == owner, E.delivered_seq == seq - 1)
+        .where(
+            E.id == endpoint_id,
+            E.lease_owner == owner,
+            E.delivered_seq == seq - 1,
+            E.state == "active",
+        )
         .values(**values)
     )
     return applied.rowcount == 1
