@@ -39,10 +39,11 @@ def run(host: str, port: int, workers: int) -> None:
     """Serve until stopped. Each worker is a process: no shared connections, no GIL contention."""
     from service import accounts
     from service.config import load_config
-    from service.webhooks.delivery import alongside
 
     metrics_dir = tempfile.mkdtemp(prefix="workflow-authz-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    from service.webhooks.delivery import alongside  # imports the metrics: after the folder
+
     slots_dir = tempfile.mkdtemp(prefix="workflow-authz-hash-slots-")
     accounts.hash_slots.share(Path(slots_dir))  # before gunicorn forks the workers
     try:

@@ -135,7 +135,8 @@ def test_alongside_runs_one_delivery_process_and_stops_it(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """What `serve` wraps its server in: a `deliver` process of this one, reading the same
-    environment, ended with the block; none at all with WEBHOOK_DELIVERY=false."""
+    environment, started again when killed, ended with the block; none with
+    WEBHOOK_DELIVERY=false."""
     for name, value in {**QUICK_ENV, "WORKFLOW_AUTHZ_DATABASE_URL": sqlite_url}.items():
         monkeypatch.setenv(name, value)
     db = Database(sqlite_url, 1)
@@ -145,10 +146,19 @@ def test_alongside_runs_one_delivery_process_and_stops_it(
             with alongside(load_config({"WEBHOOK_DELIVERY": False})):
                 assert delivery_children() == []
             with alongside(load_config()):
+                wait_until(lambda: len(delivery_children()) == 1, WAIT, "a deliver process")
                 (child,) = delivery_children()
                 made = make_events(db, 2)
                 wait_until(lambda: receiver.ids() == made, WAIT, "the events")
-            assert not Path(f"/proc/{child}").exists()  # ended and reaped
+                wait_until(lambda: endpoint_rows(sqlite_url)[0].lease_owner is None, WAIT, "done")
+                os.kill(child, signal.SIGKILL)
+                wait_until(lambda: delivery_children() not in ([], [child]), WAIT, "another one")
+                (again,) = delivery_children()
+                made += make_events(db, 1, prefix="after-restart")
+                wait_until(lambda: set(receiver.ids()) == set(made), WAIT, "the one after")
+            assert order_kept(receiver.ids())
+            for pid in (child, again):
+                assert not Path(f"/proc/{pid}").exists()  # ended and reaped
     finally:
         db.dispose()
 

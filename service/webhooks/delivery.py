@@ -57,6 +57,11 @@ RUNNING = "webhook delivery: running as"
 LEASE_MARGIN = 5.0
 """Seconds a lease lasts beyond an attempt's timeout: for the store's statements around it."""
 GONE = 410
+KEEPER_POLL = 0.5
+"""Seconds between `serve`'s looks at whether its delivery process still runs."""
+RESTART_DELAY = 2.0
+"""Seconds before `serve` starts its delivery process again after it ended (a store that
+refuses it at start would otherwise be retried in a tight loop)."""
 
 
 @dataclass(frozen=True)
@@ -315,20 +320,50 @@ def deliver(config: Mapping[str, Any], parent: int | None = None) -> None:
 @contextmanager
 def alongside(config: Mapping[str, Any]) -> Iterator[None]:
     """While the block runs (`serve`), the delivery loop runs as one process of its own beside
-    it, when WEBHOOK_DELIVERY is on; stopped (SIGTERM, then SIGKILL after its grace) on exit. It
-    reads its settings from the same environment as the server (serve's own come from there).
+    it, when WEBHOOK_DELIVERY is on: started again if it ends (a crash, a kill), stopped
+    (SIGTERM, then SIGKILL after its grace) on exit. It reads its settings from the same
+    environment as the server (serve's own come from there).
 
     A process, not a thread of the server: it shares no interpreter with the workers, and it
     writes its metrics into the same PROMETHEUS_MULTIPROC_DIR, so /metrics sums them."""
     if not config["WEBHOOK_DELIVERY"]:
         yield
         return
-    argv = [sys.executable, "-m", "service.cli", "deliver", "--parent", str(os.getpid())]
-    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+    keeper = _Keeper(config["WEBHOOK_TIMEOUT"] + LEASE_MARGIN)
+    thread = threading.Thread(target=keeper.run, name="webhook-delivery-keeper", daemon=True)
+    thread.start()
     try:
         yield
     finally:
-        _stop(process, config["WEBHOOK_TIMEOUT"] + LEASE_MARGIN)
+        keeper.stop()
+        thread.join()
+
+
+class _Keeper:
+    """Keeps one `workflow-authz deliver` process running until stopped."""
+
+    def __init__(self, grace: float) -> None:
+        self.grace = grace
+        self.stopping = threading.Event()
+        self.argv = [sys.executable, "-m", "service.cli", "deliver", "--parent", str(os.getpid())]
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            process = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL)
+            while process.poll() is None and not self.stopping.wait(KEEPER_POLL):
+                pass
+            if self.stopping.is_set():
+                _stop(process, self.grace)
+                return
+            log.warning(
+                "webhook delivery process ended (%s); starting another in %g s",
+                process.returncode,
+                RESTART_DELAY,
+            )
+            self.stopping.wait(RESTART_DELAY)
+
+    def stop(self) -> None:
+        self.stopping.set()
 
 
 def _stop(process: subprocess.Popen[bytes], grace: float) -> None:

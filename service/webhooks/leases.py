@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, func, or_, select, update
+from sqlalchemy import Connection, Row, and_, func, or_, select, text, update
 
 from service.models import WEBHOOK_STATES, Event, PolicyVersion, WebhookEndpoint
 from service.webhooks.endpoints import Stored
@@ -126,6 +126,11 @@ def record(conn: Connection, endpoint_id: int, owner: str, seq: int, outcome: Ou
         state=outcome.state,
         state_reason=outcome.state_reason,
     )
+    if conn.dialect.name == "postgresql":
+        # An outcome lost in a crash of the database is only an event sent again (at least
+        # once holds), so its commit need not wait for the WAL to reach the disk (one flush
+        # per delivered event; not measurable apart on this loaded machine).
+        conn.execute(text("SET LOCAL synchronous_commit TO OFF"))
     if outcome.delivered:
         values.update(delivered_seq=seq, last_success_at=outcome.at)
     if outcome.lease_until is None:
