@@ -24,7 +24,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
 
@@ -49,7 +49,8 @@ QUICK_ENV = {
 MODES = ("paced", "burst")
 COLUMNS = table.columns(
     "| backend | mode | events | received | duplicates | bad signatures | lag p50 ms "
-    "| lag p99 ms | lag max ms | delivered/s | floor POST p50 ms | lag p50 / floor |"
+    "| lag p99 ms | lag max ms | delivered/s | deliver CPU ms/event | floor POST p50 ms "
+    "| lag p50 / floor |"
 )
 WAIT = 300.0
 POLL = "WORKFLOW_AUTHZ_WEBHOOK_POLL_INTERVAL"
@@ -80,6 +81,8 @@ class Result:
     seconds: float
     """From the first event's write to the last one's arrival."""
     floor: float
+    cpu: float
+    """CPU seconds the deliver process used for the run."""
 
 
 # -- deliver processes (also for the tests) --------------------------------------------------------
@@ -96,6 +99,11 @@ class Delivering:
         """kill -9: no attempt finished, no lease freed."""
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(STOP_TIMEOUT)
+
+    def cpu(self) -> float:
+        """Seconds of CPU the process has used so far (user and system)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def log(self) -> str:
         with open(f"/proc/self/fd/{self.output.fileno()}", "rb") as log:
@@ -200,13 +208,14 @@ def run(options: Options, progress: Progress = lambda _: None) -> list[Result]:
             tenant = content.tenant(0)
             _, secret = internals.add_webhook(store.url, tenant, receiver.url())
             floor = _floor(receiver, options.floor_posts)
-            with delivering(store.url, {POLL: str(options.poll)}):
+            with delivering(store.url, {POLL: str(options.poll)}) as process:
                 internals.write_feed_events(store.url, tenant, 1, None, "warm-up")
                 wait_until(lambda: len(receiver.at()) == 1, WAIT, "the deliver process")
                 for mode in MODES:
                     progress(f"{backend}: {options.events} events, {mode}")
+                    cpu = process.cpu()
                     one = _one(backend, store.url, tenant, receiver, secret, mode, options, floor)
-                    results.append(one)
+                    results.append(replace(one, cpu=process.cpu() - cpu))
     return results
 
 
@@ -256,6 +265,7 @@ def _one(
         lags=tuple(max(0.0, first[i] - made[i]) for i in first),
         seconds=max(first.values()) - started,
         floor=floor,
+        cpu=0.0,
     )
 
 
@@ -270,6 +280,7 @@ def render(results: Sequence[Result], options: Options) -> str:
             str(r.bad_signatures),
             *(f"{percentile(r.lags, q) * 1000:.1f}" for q in (50, 99, 100)),
             f"{r.received / r.seconds:.0f}",
+            f"{r.cpu / r.received * 1000:.2f}",
             f"{r.floor * 1000:.2f}",
             f"{percentile(r.lags, 50) / r.floor:.1f}",
         ]
@@ -285,7 +296,8 @@ def _legend(options: Options) -> list[str]:
         f"paced: {options.rate:g} events/s; burst: as fast as one writer commits them. Lag: from "
         "the event's `at` (in its transaction) to its first arrival.",
         "floor: one POST of a delivery's size to the same receiver with the delivery's client, "
-        "no store; every arrival's signature verified with standardwebhooks.",
+        "no store; every arrival's signature verified with standardwebhooks. CPU: the deliver "
+        "process's user and system time over the run, per event received (load-independent).",
     ]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,15 @@ import pytest
 from sqlalchemy import select
 
 from bench.receiver import Plan, receiving, wait_until
-from bench.server import STOP_TIMEOUT, children, serving
-from bench.webhooks import QUICK_ENV, delivering, duplicates, order_kept, unverified
+from bench.server import STOP_TIMEOUT, children, server_env, serving
+from bench.webhooks import (
+    QUICK_ENV,
+    deliver_command,
+    delivering,
+    duplicates,
+    order_kept,
+    unverified,
+)
 from service.config import load_config
 from service.db import Database
 from service.models import WebhookEndpoint
@@ -173,3 +181,16 @@ def delivery_children() -> list[int]:
         except OSError:
             pass  # ended meanwhile
     return found
+
+
+def test_deliver_refuses_a_store_without_the_current_schema(tmp_path: Path) -> None:
+    empty = f"sqlite:///{tmp_path / 'empty.sqlite3'}"
+    ran = subprocess.run(
+        deliver_command(),
+        env=server_env(empty),
+        capture_output=True,
+        text=True,
+        timeout=STOP_TIMEOUT * 4,
+    )
+    assert ran.returncode == 1
+    assert "the schema is not current: run `workflow-authz init` first" in ran.stderr
