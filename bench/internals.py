@@ -8,6 +8,7 @@ when the service's modules are renamed or reshaped only this file has to follow.
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +24,7 @@ from service import (
     accounts,
     assessments,
     create_app,
+    events,
     keys,
     matrix,
     policy_changes,
@@ -31,13 +33,15 @@ from service import (
 )
 from service.cli import default_cells as _default_cells
 from service.config import REPO_ROOT, load_config
+from service.config import default as config_default
 from service.db import Database, store
 from service.decisions import Question, Stored, decide_one
 from service.errors import InvalidRequest
 from service.keys import Key
-from service.models import Assessment, PolicyVersion
+from service.models import Assessment, Event, PolicyVersion
 from service.policies import PolicyEngine, policy_engine
 from service.policies.store import RULES, current_version, tenant_cells
+from service.webhooks import endpoints, transport
 from service.workflows import Area, Cell, Phase, Row, Workflow, load_workflow
 
 __all__ = [
@@ -49,6 +53,7 @@ __all__ = [
     "Question",
     "Row",
     "Workflow",
+    "config_default",
     "create_app",
     "shapes",
 ]
@@ -243,3 +248,54 @@ def serve(load: Callable[[], Flask], host: str, port: int, workers: int) -> None
     # class for the duration keeps every gunicorn setting identical to `serve`'s.
     with mock.patch.object(server, "_Server", Loaded):
         server.run(host, port, workers)
+
+
+# -- webhooks ------------------------------------------------------------------------------------
+
+
+def add_webhook(url: str, tenant: str, endpoint_url: str) -> tuple[int, str]:
+    """A webhook endpoint for the tenant's events from now on (private addresses allowed: the
+    receivers here are on loopback); its id and signing secret."""
+    with writing(url) as conn:
+        return endpoints.add(conn, tenant, endpoint_url, None, allow_private=True)
+
+
+def feed_event(conn: Connection, tenant: str, assessment: str) -> None:
+    """One feed event, as a transition into a visible phase writes it (in the caller's
+    transaction)."""
+    change = events.VisibilityChange(assessment, "assessment", "completed", True)
+    events.append(conn, tenant, [change], cause="transition", version=1)
+
+
+def write_feed_events(url: str, tenant: str, count: int, rate: float | None, prefix: str) -> None:
+    """`count` feed events, one transaction each, at `rate` per second (None: at once)."""
+    db = Database(url, 1)
+    try:
+        start = time.perf_counter()
+        for i in range(count):
+            pause = 0.0 if rate is None else start + i / rate - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)  # pacing the writer, not waiting for a result
+            with db.write() as conn:
+                feed_event(conn, tenant, f"{prefix}-{i}")
+    finally:
+        db.dispose()
+
+
+def event_times(url: str, tenant: str) -> dict[str, float]:
+    """Each of the tenant's events' id and when it was made (Unix seconds)."""
+    db = Database(url, 1)
+    try:
+        with db.read() as conn:
+            rows = conn.execute(
+                Event.__table__.select().where(Event.tenant == tenant).order_by(Event.seq)
+            )
+            return {events.event_id(r.tenant, r.seq): r.at.timestamp() for r in rows}
+    finally:
+        db.dispose()
+
+
+def post(url: str, body: bytes, timeout: float) -> bool:
+    """One POST as a delivery sends it (same client, deadline and checks); whether 2xx."""
+    headers = {"content-type": "application/json"}
+    return transport.post(url, body, headers, timeout=timeout, allow_private=True).ok

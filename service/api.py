@@ -23,6 +23,7 @@ from service.openapi import served
 from service.policies import policy_engine
 from service.policies.store import require_version
 from service.throttle import API_BY_ADDRESS, API_BY_PREFIX, client, throttle
+from service.webhooks import leases
 from service.workflows import ADVANCE, REOPEN
 
 bp = Blueprint("api", __name__)
@@ -350,6 +351,12 @@ def openapi() -> Response:
 @bp.get("/metrics")
 @shapes.operation({}, public=True, text="Prometheus text format.")
 def metrics() -> Response:
-    """Prometheus metrics."""
-    data, content_type = exposition()
+    """Prometheus metrics; the webhook backlog as the store says now (left out when the store
+    cannot be read: the other metrics still answer)."""
+    try:
+        with store().read() as conn:
+            backlog = leases.backlog(conn)
+    except Unavailable:
+        backlog = None
+    data, content_type = exposition(backlog)
     return Response(data, content_type=content_type)

@@ -134,6 +134,23 @@ def serve(host: str, port: int, workers: int) -> None:
     run(host, port, workers)
 
 
+@main.command()
+@click.option("--parent", type=int, hidden=True, help="Stop when this process is gone (serve).")
+def deliver(parent: int | None) -> None:
+    """Run only the webhook delivery loop, until SIGTERM or SIGINT (the attempts in flight
+    finish and are recorded). For operators who run it apart from `serve` (set
+    WORKFLOW_AUTHZ_WEBHOOK_DELIVERY=false there); any number may run on one PostgreSQL."""
+    from service import _configure_logging
+    from service.webhooks.delivery import deliver as run_delivery
+
+    config = settings()
+    _configure_logging(config["LOG_LEVEL"])  # the attempts' lines, as the workers write theirs
+    with store_engine() as engine:
+        if not engine.db.is_current():
+            raise CommandError("the schema is not current: run `workflow-authz init` first")
+    run_delivery(config, parent)
+
+
 @main.group(name="keys")
 def keys_group() -> None:
     """Create, list and revoke API keys."""

@@ -1,6 +1,6 @@
 """The decision log: every decision and every write gets an id and one structured JSON line, so an
-auditor can answer "who could see what, who changed what, when, and why". Never a key or a
-password: the key's name and id only."""
+auditor can answer "who could see what, who changed what, when, and why"; and one per webhook
+delivery attempt. Never a key, a password or a signing secret: the key's name and id only."""
 
 from __future__ import annotations
 
@@ -120,6 +120,37 @@ class Write:
             "error": None if refusal is None else refusal.code,
         }
         log.info(json.dumps(line, separators=(",", ":")))
+
+
+def record_delivery(
+    *,
+    tenant: str,
+    endpoint_id: int,
+    event_id: str,
+    attempt: int,
+    result: str,
+    status: int | None,
+    error: str | None,
+    seconds: float,
+) -> None:
+    """Log one webhook delivery attempt: which event to which endpoint, its attempt number
+    (1 the first time), how it ended (metrics.DELIVERY_RESULTS, the status, the error in words)
+    and how long it took."""
+    if not log.isEnabledFor(logging.INFO):
+        return
+    line = {
+        "event": "webhook_delivery",
+        "at": iso(utcnow()),
+        "tenant": tenant,
+        "endpoint_id": endpoint_id,
+        "event_id": event_id,
+        "attempt": attempt,
+        "result": result,
+        "status": status,
+        "error": error,
+        "duration_ms": round(seconds * 1000, 1),
+    }
+    log.info(json.dumps(line, separators=(",", ":")))
 
 
 def record_policy_write(

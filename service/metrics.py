@@ -1,4 +1,5 @@
-"""Prometheus metrics: requests, latencies and decisions, summed across gunicorn workers.
+"""Prometheus metrics: requests, latencies, decisions and webhook deliveries, summed across
+gunicorn workers and the delivery process.
 
 Every label value comes from a fixed set, whatever a client sends: a series is a file entry in
 every worker's metrics folder and a line of every scrape, so a label that took a raw method or path
@@ -9,6 +10,7 @@ never the path asked for; methods and statuses outside their sets count as `othe
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Mapping
 from http import HTTPStatus
 
 from prometheus_client import (
@@ -20,6 +22,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.core import GaugeMetricFamily
 
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 """The methods counted by name; any other is `other`."""
@@ -42,6 +45,21 @@ LATENCY = Histogram(
 )
 DECISIONS = Counter("workflow_authz_decisions_total", "Authorization decisions made.", ["allowed"])
 
+DELIVERY_RESULTS = ("success", "failed", "timeout", "refused", "gone")
+"""How a webhook delivery attempt ended: a 2xx; another answer (a redirect included) or no
+connection; no answer within the timeout; the address rule refused the host as it resolves now;
+410 Gone (the endpoint is disabled)."""
+DELIVERIES = Counter(
+    "workflow_authz_webhook_deliveries_total",
+    "Webhook delivery attempts, by result.",
+    ["result"],
+)
+DELIVERY_LAG = Histogram(
+    "workflow_authz_webhook_delivery_lag_seconds",
+    "Seconds from an event's commit to its endpoint's 2xx answer.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0, 86400.0),
+)
+
 
 def record_request(method: str, rule: str | None, status: int, seconds: float) -> None:
     """Count and time one answered request under bounded labels (see the module's docstring)."""
@@ -53,10 +71,51 @@ def record_request(method: str, rule: str | None, status: int, seconds: float) -
     LATENCY.labels(endpoint).observe(seconds)
 
 
-def exposition() -> tuple[bytes, str]:
-    """The metrics text; with PROMETHEUS_MULTIPROC_DIR set (by `serve`), summed over workers."""
+def record_delivery(result: str, lag: float | None) -> None:
+    """Count one delivery attempt; time from commit to 2xx when it succeeded."""
+    DELIVERIES.labels(result).inc()
+    if lag is not None:
+        DELIVERY_LAG.observe(max(0.0, lag))
+
+
+class _Backlog:
+    """The webhook backlog by endpoint state, as the store says at scrape time.
+
+    Read from the store rather than kept by the delivery loop: every worker answers a scrape
+    with the same truth, with no multiprocess gauge mode to choose, and the figure is right
+    even when no loop runs (the backlog then only grows)."""
+
+    def __init__(self, counts: Mapping[str, tuple[int, int]]) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        endpoints = GaugeMetricFamily(
+            "workflow_authz_webhook_endpoints", "Webhook endpoints, by state.", labels=["state"]
+        )
+        backlog = GaugeMetricFamily(
+            "workflow_authz_webhook_backlog_events",
+            "Events webhook endpoints have not had yet, by endpoint state.",
+            labels=["state"],
+        )
+        for state, (count, behind) in self.counts.items():
+            endpoints.add_metric([state], count)
+            backlog.add_metric([state], behind)
+        yield endpoints
+        yield backlog
+
+
+def exposition(backlog: Mapping[str, tuple[int, int]] | None = None) -> tuple[bytes, str]:
+    """The metrics text; with PROMETHEUS_MULTIPROC_DIR set (by `serve`), summed over workers
+    (and the delivery process beside them). `backlog`: endpoints and events behind per
+    endpoint state, read from the store (left out when it could not be read)."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+        text = generate_latest(registry)
+    else:
+        text = generate_latest(REGISTRY)
+    if backlog is not None:
+        extra = CollectorRegistry()
+        extra.register(_Backlog(backlog))
+        text += generate_latest(extra)
+    return text, CONTENT_TYPE_LATEST

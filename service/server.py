@@ -38,25 +38,29 @@ def _child_exit(_server: Any, worker: Any) -> None:
 def run(host: str, port: int, workers: int) -> None:
     """Serve until stopped. Each worker is a process: no shared connections, no GIL contention."""
     from service import accounts
+    from service.config import load_config
 
     metrics_dir = tempfile.mkdtemp(prefix="workflow-authz-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    from service.webhooks.delivery import alongside  # imports the metrics: after the folder
+
     slots_dir = tempfile.mkdtemp(prefix="workflow-authz-hash-slots-")
     accounts.hash_slots.share(Path(slots_dir))  # before gunicorn forks the workers
     try:
-        _Server(
-            {
-                "bind": f"{host}:{port}",
-                "workers": workers,
-                "worker_class": "sync",
-                "accesslog": None,
-                "child_exit": _child_exit,
-                "graceful_timeout": 10,
-                # gunicorn 27's control socket has one default path per user: a second server on
-                # the host would take it over. Nothing here uses it.
-                "control_socket_disable": True,
-            }
-        ).run()
+        with alongside(load_config()):  # the delivery loop: one process beside the workers
+            _Server(
+                {
+                    "bind": f"{host}:{port}",
+                    "workers": workers,
+                    "worker_class": "sync",
+                    "accesslog": None,
+                    "child_exit": _child_exit,
+                    "graceful_timeout": 10,
+                    # gunicorn 27's control socket has one default path per user: a second server on
+                    # the host would take it over. Nothing here uses it.
+                    "control_socket_disable": True,
+                }
+            ).run()
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
         shutil.rmtree(slots_dir, ignore_errors=True)

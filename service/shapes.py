@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -349,6 +350,16 @@ class EventsPage:
 
     events: list[FeedEntry]
     cursor: str
+
+
+@dataclass(slots=True)
+class WebhookMessage:
+    """What a webhook delivery sends: one feed event as GET /events lists it, with its type
+    and the moment it happened (the Standard Webhooks payload's three fields)."""
+
+    type: str
+    timestamp: datetime
+    data: FeedEntry
 
 
 @dataclass(slots=True)
