@@ -140,10 +140,10 @@ class SlowClients:
         with selectors.DefaultSelector() as selector:
             for slow in self.sockets:
                 selector.register(slow.sock, selectors.EVENT_READ, slow)
-            ready = {key.data for key, _ in selector.select(0)}
+            ready = {id(key.data) for key, _ in selector.select(0)}
         kept = []
         for slow in self.sockets:
-            if id(slow) in {id(r) for r in ready} or _broken(slow.sock):
+            if id(slow) in ready or _broken(slow.sock):
                 self.counts.closed[slow.kind] += 1
                 slow.sock.close()
             else:
