@@ -1,4 +1,4 @@
-"""Prometheus metrics: requests, latencies and decisions, summed across gunicorn workers.
+"""Prometheus metrics: requests, latencies and decisions, summed across the server's workers.
 
 Every label value comes from a fixed set, whatever a client sends: a series is a file entry in
 every worker's metrics folder and a line of every scrape, so a label that took a raw method or path
