@@ -33,6 +33,10 @@ TIMEOUT_BODY = json.dumps(
 """The answer to a body that did not arrive within the timeout, in the API's error shape."""
 
 
+class ClientGone(Exception):
+    """The client closed its connection before its body arrived."""
+
+
 class Answer:
     """What the WSGI app answered: status line, headers and the whole body."""
 
@@ -67,9 +71,13 @@ class BufferedWSGI:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        body = await self._body(scope, receive)
+        try:
+            body = await self._body(scope, receive)
+        except ClientGone:
+            return  # nobody to answer
         if body is None:
-            await _send(send, 408, [(b"content-type", b"application/json")], TIMEOUT_BODY)
+            headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
+            await _send(send, 408, headers, TIMEOUT_BODY)
             return
         environ = cast(dict[str, Any], build_environ(scope, io.BytesIO(body)))  # type: ignore[arg-type]
         if "CONTENT_LENGTH" not in environ or len(body) > self.max_body:
@@ -86,7 +94,7 @@ class BufferedWSGI:
 
     async def _body(self, scope: Scope, receive: Receive) -> bytes | None:
         """The whole body (or its first max_body + 1 bytes: enough for the app to refuse it);
-        None when it did not arrive within body_timeout or the client left."""
+        None when it did not arrive within body_timeout; ClientGone if the client left."""
         declared = _content_length(scope)
         if declared is not None and declared > self.max_body:
             return b""  # refused unread: the app sees the declared length and answers 413
@@ -97,7 +105,7 @@ class BufferedWSGI:
                 while True:
                     message = await receive()
                     if message["type"] == "http.disconnect":
-                        return None
+                        raise ClientGone
                     chunk = message.get("body", b"")
                     parts.append(chunk)
                     size += len(chunk)
