@@ -119,8 +119,9 @@ def _admin_url(host: str, port: int) -> str:
     type=click.IntRange(1, 64),
 )
 def serve(host: str, port: int, workers: int) -> None:
-    """Serve the API with granian: worker processes (each with its own store pools) whose Rust
-    I/O reads every request whole before one of the worker's THREADS runs it.
+    """Serve the API with granian: worker processes, each with its own store pools; headers are
+    read by granian's Rust I/O and bodies on each worker's event loop, so only a whole request
+    reaches one of the worker's THREADS (slow clients cost a socket, not a thread).
 
     What would fail in every worker is refused first, in one line: a server limit out of range
     or no session signing key for a shared store (exit 2), a broken model or definition, a store
