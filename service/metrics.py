@@ -1,5 +1,5 @@
-"""Prometheus metrics: requests, latencies, decisions and webhook deliveries, summed across
-gunicorn workers and the delivery process.
+"""Prometheus metrics: requests, latencies, decisions and webhook deliveries, summed across the
+server's workers and the delivery process.
 
 Every label value comes from a fixed set, whatever a client sends: a series is a file entry in
 every worker's metrics folder and a line of every scrape, so a label that took a raw method or path
