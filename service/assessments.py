@@ -22,7 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from service.errors import Conflict, InvalidRequest, NotFound
-from service.keys import Key
+from service.keys import LIVE, Key, Pending
 from service.limits import MAX_ASSESSMENT_ID
 from service.models import Assessment, PolicyVersion, Transition, utcnow
 from service.policies.store import lock_version, locking, require_version
@@ -42,6 +42,8 @@ _SUBJECT = (
     .join(PolicyVersion, PolicyVersion.tenant == Assessment.tenant)
     .where(Assessment.tenant == bindparam("tenant"), Assessment.id == bindparam("id"))
 )
+_SUBJECT_KEYED = _SUBJECT.add_columns(LIVE)
+"""The same, confirming a remembered key in the same statement (keys.Pending)."""
 # A read of the whole state, and a move's, which also needs the policy version and takes the
 # tenant lock in the same query.
 _STATE = (
@@ -80,15 +82,30 @@ def check_id(value: object) -> str:
     return value
 
 
-def subjects(conn: Connection, keys: set[tuple[str, str]]) -> dict[tuple[str, str], Subject]:
-    """Area, phase and policy version of each (tenant, id) that exists, in one indexed query."""
+def subjects(
+    conn: Connection, keys: set[tuple[str, str]], pending: Pending | None = None
+) -> dict[tuple[str, str], Subject]:
+    """Area, phase and policy version of each (tenant, id) that exists, in one indexed query;
+    with `pending`, the same statement confirms the remembered key (keys.LIVE), whenever it
+    finds a row."""
     if len(keys) == 1:
         ((tenant, assessment_id),) = keys
-        row = conn.execute(_SUBJECT, {"tenant": tenant, "id": assessment_id}).first()
-        return {} if row is None else {(tenant, assessment_id): Subject(*row)}
+        params = {"tenant": tenant, "id": assessment_id}
+        if pending is None:
+            row = conn.execute(_SUBJECT, params).first()
+        else:
+            row = conn.execute(_SUBJECT_KEYED, params | pending.params()).first()
+            if row is not None:
+                pending.settle(row.key_live)
+        return {} if row is None else {(tenant, assessment_id): Subject(*row[:3])}
     if not keys:
         return {}
-    rows = conn.execute(_SUBJECTS.where(tuple_(Assessment.tenant, Assessment.id).in_(keys)))
+    statement = _SUBJECTS.where(tuple_(Assessment.tenant, Assessment.id).in_(keys))
+    if pending is not None:
+        statement = statement.add_columns(LIVE)
+    rows = conn.execute(statement, {} if pending is None else pending.params()).all()
+    if pending is not None and rows:
+        pending.settle(rows[0].key_live)
     return {(r.tenant, r.id): Subject(r.area, r.phase, r.version) for r in rows}
 
 

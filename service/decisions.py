@@ -22,7 +22,7 @@ from sqlalchemy import Connection
 from service import assessments, decision_log
 from service.assessments import Subject
 from service.errors import Forbidden, NotFound, ServiceError
-from service.keys import Key
+from service.keys import Key, Pending, riding
 from service.policies import Decision, PolicyEngine, TenantPolicy, decide, validate
 from service.policies.store import versions
 from service.workflows import Workflow
@@ -75,22 +75,29 @@ class Facts(Protocol):
 
 @dataclass(slots=True)
 class Stored:
-    """The store's facts, read on one connection, with the process's cache of tenant policies."""
+    """The store's facts, read on one connection, with the process's cache of tenant policies.
+
+    With a `pending` key (one this process verified before, keys.Pending), the first statement
+    that reads a subject or a version confirms the key too, and no policy is handed out for a
+    decision before it was confirmed (by a statement of its own, if none carried it)."""
 
     conn: Connection
     engine: PolicyEngine
+    pending: Pending | None = None
 
     @property
     def workflow(self) -> Workflow:
         return self.engine.workflow
 
     def subjects(self, wanted: set[tuple[str, str]]) -> Mapping[tuple[str, str], Subject]:
-        return assessments.subjects(self.conn, wanted)
+        return assessments.subjects(self.conn, wanted, riding(self.pending))
 
     def versions(self, tenants: set[str]) -> Mapping[str, int]:
-        return versions(self.conn, tenants)
+        return versions(self.conn, tenants, riding(self.pending))
 
     def policy(self, tenant: str, version: int) -> TenantPolicy:
+        if self.pending is not None:
+            self.pending.confirm(self.conn)
         return self.engine.policy(tenant, version, self.conn)
 
 

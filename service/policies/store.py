@@ -26,6 +26,7 @@ from sqlalchemy import Connection, Select, bindparam, delete, insert, select, up
 from sqlalchemy.exc import IntegrityError
 
 from service.errors import Conflict, NotFound
+from service.keys import LIVE, Pending
 from service.models import PolicyVersion, utcnow
 from service.workflows import Cell
 
@@ -35,6 +36,8 @@ RULES = CasbinRule.__table__
 Columns = TypeVarTuple("Columns")
 # Built once: the area/phase form of every decision reads the version.
 _VERSION = select(PolicyVersion.version).where(PolicyVersion.tenant == bindparam("tenant"))
+_VERSION_KEYED = _VERSION.add_columns(LIVE)
+"""The same, confirming a remembered key in the same statement (keys.Pending)."""
 
 
 def current_version(conn: Connection, tenant: str) -> int | None:
@@ -74,19 +77,34 @@ def tenant_cells(conn: Connection, tenant: str, area: str | None = None) -> list
     return sorted((r.v1, r.v2, r.v3, r.v4) for r in conn.execute(query))
 
 
-def versions(conn: Connection, tenants: Iterable[str]) -> dict[str, int]:
+def versions(
+    conn: Connection, tenants: Iterable[str], pending: Pending | None = None
+) -> dict[str, int]:
     """The policy version of each existing tenant among `tenants`, in one query (for a single
-    tenant the statement built once: building one costs more than running it)."""
+    tenant the statement built once: building one costs more than running it); with `pending`,
+    the same statement confirms the remembered key (keys.LIVE), whenever it finds a row."""
     wanted = set(tenants)
-    if len(wanted) == 1:
+    if len(wanted) == 1 and pending is None:
         (tenant,) = wanted
         found = current_version(conn, tenant)
         return {} if found is None else {tenant: found}
+    if len(wanted) == 1 and pending is not None:
+        (tenant,) = wanted
+        row = conn.execute(_VERSION_KEYED, {"tenant": tenant} | pending.params()).first()
+        if row is None:
+            return {}
+        pending.settle(row.key_live)
+        return {tenant: row.version}
     if not wanted:
         return {}
-    rows = conn.execute(
-        select(PolicyVersion.tenant, PolicyVersion.version).where(PolicyVersion.tenant.in_(wanted))
+    statement = select(PolicyVersion.tenant, PolicyVersion.version).where(
+        PolicyVersion.tenant.in_(wanted)
     )
+    if pending is not None:
+        statement = statement.add_columns(LIVE)
+    rows = conn.execute(statement, {} if pending is None else pending.params()).all()
+    if pending is not None and rows:
+        pending.settle(rows[0].key_live)
     return {r.tenant: r.version for r in rows}
 
 
