@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any, ParamSpec, TypeVar
 
 from flask import Blueprint, Response, after_this_request, request
@@ -70,24 +70,25 @@ def deciding() -> Iterator[tuple[decisions.Stored, Key]]:
     and a request under a revoked key gets 401 whatever its body (which may then have been
     parsed: only a key once valid gets that far)."""
     header = request.headers.get("Authorization")
-    with store().read() as conn:
-        pending = keys.known_keys().recall(header)
-        if pending is None:
-            facts = decisions.Stored(conn, policy_engine())
-            yield facts, _authenticate(conn)
-            return
-        try:
+    pending = keys.known_keys().recall(header)
+    if pending is None:
+        with store().read() as conn:
+            yield decisions.Stored(conn, policy_engine()), _authenticate(conn)
+        return
+    try:
+        with ExitStack() as opened:
+            facts = decisions.Stored(None, policy_engine(), pending, opened)
             try:
-                yield decisions.Stored(conn, policy_engine(), pending), pending.key
+                yield facts, pending.key
             except (ServiceError, HTTPException) as error:
                 if isinstance(error, ServiceError) and error.status >= 500:
                     raise
-                pending.confirm(conn)  # a revoked key's refusal is a 401, not the body's 400
+                pending.confirm(facts.reading)  # a revoked key's refusal is a 401, not a 400
                 raise
-            pending.confirm(conn)
-        except Unauthorized:
-            _refused(header)
-            raise
+            pending.confirm(facts.reading)
+    except Unauthorized:
+        _refused(header)
+        raise
 
 
 def _authenticate(conn: Connection) -> Key:

@@ -21,6 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from service.db import Reading
 from service.errors import Conflict, InvalidRequest, NotFound
 from service.keys import LIVE, Key, Pending
 from service.limits import MAX_ASSESSMENT_ID
@@ -83,29 +84,29 @@ def check_id(value: object) -> str:
 
 
 def subjects(
-    conn: Connection, keys: set[tuple[str, str]], pending: Pending | None = None
+    reading: Reading, keys: set[tuple[str, str]], pending: Pending | None = None
 ) -> dict[tuple[str, str], Subject]:
-    """Area, phase and policy version of each (tenant, id) that exists, in one indexed query;
-    with `pending`, the same statement confirms the remembered key (keys.LIVE), whenever it
-    finds a row."""
+    """Area, phase and policy version of each (tenant, id) that exists, in one indexed query
+    (one assessment's: the statement built once, a decision's one statement). With `pending`,
+    the same statement confirms the remembered key (keys.LIVE), whenever it finds a row."""
     if len(keys) == 1:
         ((tenant, assessment_id),) = keys
         params = {"tenant": tenant, "id": assessment_id}
         if pending is None:
-            row = conn.execute(_SUBJECT, params).first()
+            row = reading.one(_SUBJECT, params)
         else:
-            row = conn.execute(_SUBJECT_KEYED, params | pending.params()).first()
+            row = reading.one(_SUBJECT_KEYED, params | pending.params())
             if row is not None:
-                pending.settle(row.key_live)
-        return {} if row is None else {(tenant, assessment_id): Subject(*row[:3])}
+                pending.settle(bool(row[3]))
+        return {} if row is None else {(tenant, assessment_id): Subject(row[0], row[1], row[2])}
     if not keys:
         return {}
     statement = _SUBJECTS.where(tuple_(Assessment.tenant, Assessment.id).in_(keys))
     if pending is not None:
         statement = statement.add_columns(LIVE)
-    rows = conn.execute(statement, {} if pending is None else pending.params()).all()
+    rows = reading.connection().execute(statement, pending.params() if pending else {}).all()
     if pending is not None and rows:
-        pending.settle(rows[0].key_live)
+        pending.settle(bool(rows[0].key_live))
     return {(r.tenant, r.id): Subject(r.area, r.phase, r.version) for r in rows}
 
 

@@ -15,6 +15,7 @@ from flask import current_app
 from sqlalchemy import Connection, Label, Row, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from service.db import Reading
 from service.errors import (
     Conflict,
     Forbidden,
@@ -155,10 +156,11 @@ class Pending:
             raise Unauthorized("the API key is not valid")
         self.confirmed = True
 
-    def confirm(self, conn: Connection) -> None:
+    def confirm(self, reading: Reading) -> None:
         """Settle the key with a statement of its own, unless a decision's statement did."""
         if not self.confirmed:
-            self.settle(bool(conn.execute(_LIVE, self.params()).scalar()))
+            row = reading.one(_LIVE, self.params())
+            self.settle(row is not None and bool(row[0]))
 
 
 def riding(pending: Pending | None) -> Pending | None:

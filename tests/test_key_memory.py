@@ -8,11 +8,15 @@ decision under a remembered key runs exactly one statement."""
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
-from typing import Any
+from contextlib import contextmanager
+from typing import IO, Any
 
+import psycopg
 import pytest
 from flask import Flask
 from sqlalchemy import event
@@ -120,21 +124,50 @@ def test_failures_under_a_revoked_remembered_key_reach_the_throttle(remembered: 
     assert statuses == [401] * 20 + [429]  # the first, refused from memory, counts too
 
 
-def test_a_decision_under_a_remembered_key_runs_one_statement(
-    api: Api, app: Flask, db: Database
-) -> None:
-    api.post("/assessments", {"id": "a1", "area": "behaviour"})
-    statements: list[str] = []
+@contextmanager
+def sent_statements(db: Database) -> Iterator[list[str]]:
+    """Every statement the driver sends to the store from the read pool while the block runs,
+    as the driver itself reports it: SQLite's trace callback; libpq's protocol trace on
+    PostgreSQL (each Execute or simple Query a client sends; with the statement it binds)."""
+    sent: list[str] = []
+    traces: list[tuple[Any, IO[bytes]]] = []
 
-    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        statements.append(statement)
+    def checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        if isinstance(dbapi_conn, sqlite3.Connection):
+            dbapi_conn.set_trace_callback(sent.append)
+        elif not any(conn is dbapi_conn for conn, _ in traces):
+            out = tempfile.TemporaryFile()
+            dbapi_conn.pgconn.trace(out.fileno())
+            dbapi_conn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+            traces.append((dbapi_conn, out))
 
-    event.listen(db.reader, "before_cursor_execute", seen)
+    event.listen(db.reader, "checkout", checkout)
     try:
-        for body in ({"role": "parent", "action": "view", "assessment": "a1"}, QUESTION):
-            api.post("/authorize", body)  # verifies the key, or loads the policy
-            statements.clear()
-            assert api.post("/authorize", body).status_code == 200
-            assert len(statements) == 1, statements
+        yield sent
     finally:
-        event.remove(db.reader, "before_cursor_execute", seen)
+        event.remove(db.reader, "checkout", checkout)
+        db.reader.dispose()  # no traced connection is handed out again
+        for conn, out in traces:
+            conn.pgconn.untrace()
+            out.seek(0)
+            lines = out.read().decode().splitlines()
+            out.close()
+            bound = ""
+            for line in lines:
+                fields = line.split("\t")
+                if fields[0] == "F" and fields[2] == "Bind":
+                    bound = fields[3].strip()
+                if fields[0] == "F" and fields[2] in ("Execute", "Query"):
+                    sent.append(bound if fields[2] == "Execute" else fields[3])
+
+
+def test_a_decision_under_a_remembered_key_sends_one_statement(api: Api, db: Database) -> None:
+    api.post("/assessments", {"id": "a1", "area": "behaviour"})
+    for body in ({"role": "parent", "action": "view", "assessment": "a1"}, QUESTION):
+        for _ in range(6):  # verifies the key, loads the policy; the driver prepares
+            assert api.post("/authorize", body).status_code == 200
+        with sent_statements(db) as sent:
+            assert api.post("/authorize", body).status_code == 200
+        assert len(sent) == 1, sent
+        if db.url.get_backend_name() == "postgresql":  # bound to a prepared statement
+            assert sent[0].startswith('"" "_pg3_'), sent

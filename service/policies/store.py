@@ -25,6 +25,7 @@ from casbin_sqlalchemy_adapter import CasbinRule
 from sqlalchemy import Connection, Select, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from service.db import Reading
 from service.errors import Conflict, NotFound
 from service.keys import LIVE, Pending
 from service.models import PolicyVersion, utcnow
@@ -78,23 +79,21 @@ def tenant_cells(conn: Connection, tenant: str, area: str | None = None) -> list
 
 
 def versions(
-    conn: Connection, tenants: Iterable[str], pending: Pending | None = None
+    reading: Reading, tenants: Iterable[str], pending: Pending | None = None
 ) -> dict[str, int]:
-    """The policy version of each existing tenant among `tenants`, in one query (for a single
-    tenant the statement built once: building one costs more than running it); with `pending`,
-    the same statement confirms the remembered key (keys.LIVE), whenever it finds a row."""
+    """The policy version of each existing tenant among `tenants`, in one query (one tenant's:
+    the statement built once, a decision's one statement). With `pending`, the same statement
+    confirms the remembered key (keys.LIVE), whenever it finds a row."""
     wanted = set(tenants)
-    if len(wanted) == 1 and pending is None:
+    if len(wanted) == 1:
         (tenant,) = wanted
-        found = current_version(conn, tenant)
-        return {} if found is None else {tenant: found}
-    if len(wanted) == 1 and pending is not None:
-        (tenant,) = wanted
-        row = conn.execute(_VERSION_KEYED, {"tenant": tenant} | pending.params()).first()
-        if row is None:
-            return {}
-        pending.settle(row.key_live)
-        return {tenant: row.version}
+        if pending is None:
+            row = reading.one(_VERSION, {"tenant": tenant})
+        else:
+            row = reading.one(_VERSION_KEYED, {"tenant": tenant} | pending.params())
+            if row is not None:
+                pending.settle(bool(row[1]))
+        return {} if row is None else {tenant: row[0]}
     if not wanted:
         return {}
     statement = select(PolicyVersion.tenant, PolicyVersion.version).where(
@@ -102,9 +101,9 @@ def versions(
     )
     if pending is not None:
         statement = statement.add_columns(LIVE)
-    rows = conn.execute(statement, {} if pending is None else pending.params()).all()
+    rows = reading.connection().execute(statement, pending.params() if pending else {}).all()
     if pending is not None and rows:
-        pending.settle(rows[0].key_live)
+        pending.settle(bool(rows[0].key_live))
     return {r.tenant: r.version for r in rows}
 
 
