@@ -19,7 +19,7 @@ from service.decision_log import Write
 from service.decisions import Answer, Question
 from service.errors import InvalidRequest, ServiceError, Unauthorized, Unavailable
 from service.keys import Key
-from service.metrics import DECISIONS, exposition
+from service.metrics import count_decision, exposition
 from service.openapi import served
 from service.policies import policy_engine
 from service.policies.store import require_version
@@ -129,7 +129,7 @@ def counted(answers: list[Answer | ServiceError]) -> list[Answer | ServiceError]
     """The answers, each decision counted in the metrics."""
     for answer in answers:
         if isinstance(answer, Answer):
-            DECISIONS.labels(str(answer.decision.allowed).lower()).inc()
+            count_decision(answer.decision.allowed)
     return answers
 
 
