@@ -11,9 +11,9 @@ Figures: µs per request, wall and this process's CPU, each the best of interlea
 shared 2-core machine other processes only ever add time: the best round is the one they
 disturbed least), µs per decision, and each row's ratio to the floor's (authorize/constant: the
 product's cost in floor units). On PostgreSQL the wall figure includes the server's work and the
-round trips, which the CPU figure leaves out. Every answer
-of the warm-up pass is checked against the generated policy. Decision log lines are formatted
-and written, to /dev/null. `--profile` prints cProfile's top functions of the authorize row.
+round trips, which the CPU figure leaves out. Every answer of the warm-up pass is checked
+against the generated policy. Decision log lines are formatted and written, to /dev/null.
+`--profile` prints cProfile's top functions of the authorize and batch rows.
 
     python -m bench.request_cost [--backend sqlite|postgres|both] [--seconds 0.5] [--profile]
 """
@@ -134,7 +134,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     cli.add_backend(parser)
     parser.add_argument("--seconds", type=cli.positive(float), help="seconds per timed run")
     parser.add_argument("--rounds", type=cli.positive(int), help="timed runs per row")
-    parser.add_argument("--profile", action="store_true", help="cProfile the authorize row")
+    parser.add_argument("--profile", action="store_true", help="cProfile authorize and batch")
     args = parser.parse_args(argv)
     options = cli.options(Options(cli.backends(parser, args.backend)), QUICK, args)
     return replace(options, profile=args.profile)
@@ -157,7 +157,9 @@ def run(options: Options, progress: Progress = lambda _: None) -> list[Measured]
             endpoints.append(_authorize(app, backend, key, singles, options))
             endpoints.append(_batch(app, backend, key, batches, options))
             if options.profile:
-                print(profile(app, key, singles), file=sys.stderr)
+                for row, calls in ((endpoints[-2], 3000), (endpoints[-1], 30)):
+                    print(f"-- {row.name}, {backend}", file=sys.stderr)
+                    print(profile(app, row.requests, calls), file=sys.stderr)
         progress(f"timing {len(endpoints)} rows, {options.rounds} rounds")
         rounds = [[e.once() for e in endpoints] for _ in range(options.rounds)]
         return [
@@ -295,10 +297,9 @@ def _batch(
     return _timed_row(name, backend, app, templates, check, options.batch_size, options)
 
 
-def profile(app: Flask, key: str, singles: list[Asked], calls: int = 3000, top: int = 40) -> str:
-    """cProfile's view of `calls` POST /authorize: the top functions by their own time."""
-    headers = api_headers(key)
-    templates = [environ("POST", "/authorize", headers, json.dumps(b).encode()) for b, _ in singles]
+def profile(app: Flask, templates: Sequence[Environ], calls: int, top: int = 40) -> str:
+    """cProfile's view of `calls` requests cycling `templates`: the top functions by their own
+    time, then by cumulative time."""
     profiler = cProfile.Profile()
     profiler.enable()
     for i in range(calls):

@@ -35,9 +35,14 @@ ASSESSMENT_ID_RULE = (
 )
 """What an assessment id may be: other systems' ids (`2026-T1:7b.maths`) fit unchanged."""
 # A decision needs the phase and the tenant's policy version: one indexed query, built once.
-_SUBJECTS = select(
-    Assessment.tenant, Assessment.id, Assessment.area, Assessment.phase, PolicyVersion.version
-).join(PolicyVersion, PolicyVersion.tenant == Assessment.tenant)
+_SUBJECTS = (
+    select(
+        Assessment.tenant, Assessment.id, Assessment.area, Assessment.phase, PolicyVersion.version
+    )
+    .join(PolicyVersion, PolicyVersion.tenant == Assessment.tenant)
+    .where(tuple_(Assessment.tenant, Assessment.id).in_(bindparam("keys", expanding=True)))
+)
+_SUBJECTS_KEYED = _SUBJECTS.add_columns(LIVE)
 _SUBJECT = (
     select(Assessment.area, Assessment.phase, PolicyVersion.version)
     .join(PolicyVersion, PolicyVersion.tenant == Assessment.tenant)
@@ -101,10 +106,10 @@ def subjects(
         return {} if row is None else {(tenant, assessment_id): Subject(row[0], row[1], row[2])}
     if not keys:
         return {}
-    statement = _SUBJECTS.where(tuple_(Assessment.tenant, Assessment.id).in_(keys))
+    statement, bound = _SUBJECTS, {"keys": list(keys)}  # built once: building costs more
     if pending is not None:
-        statement = statement.add_columns(LIVE)
-    rows = reading.connection().execute(statement, pending.params() if pending else {}).all()
+        statement, bound = _SUBJECTS_KEYED, bound | pending.params()
+    rows = reading.connection().execute(statement, bound).all()
     if pending is not None and rows:
         pending.settle(bool(rows[0].key_live))
     return {(r.tenant, r.id): Subject(r.area, r.phase, r.version) for r in rows}

@@ -38,6 +38,10 @@ Columns = TypeVarTuple("Columns")
 # Built once: the area/phase form of every decision reads the version.
 _VERSION = select(PolicyVersion.version).where(PolicyVersion.tenant == bindparam("tenant"))
 _VERSION_KEYED = _VERSION.add_columns(LIVE)
+_VERSIONS = select(PolicyVersion.tenant, PolicyVersion.version).where(
+    PolicyVersion.tenant.in_(bindparam("tenants", expanding=True))
+)
+_VERSIONS_KEYED = _VERSIONS.add_columns(LIVE)
 """The same, confirming a remembered key in the same statement (keys.Pending)."""
 
 
@@ -96,12 +100,10 @@ def versions(
         return {} if row is None else {tenant: row[0]}
     if not wanted:
         return {}
-    statement = select(PolicyVersion.tenant, PolicyVersion.version).where(
-        PolicyVersion.tenant.in_(wanted)
-    )
+    statement, params = _VERSIONS, {"tenants": list(wanted)}  # built once
     if pending is not None:
-        statement = statement.add_columns(LIVE)
-    rows = reading.connection().execute(statement, pending.params() if pending else {}).all()
+        statement, params = _VERSIONS_KEYED, params | pending.params()
+    rows = reading.connection().execute(statement, params).all()
     if pending is not None and rows:
         pending.settle(bool(rows[0].key_live))
     return {r.tenant: r.version for r in rows}
