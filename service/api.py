@@ -81,8 +81,9 @@ def deciding() -> Iterator[tuple[decisions.Stored, Key]]:
             try:
                 yield facts, pending.key
             except (ServiceError, HTTPException) as error:
-                if isinstance(error, ServiceError) and error.status >= 500:
-                    raise
+                refused = isinstance(error, Unauthorized)  # by LIVE already
+                if isinstance(error, ServiceError) and (refused or error.status >= 500):
+                    raise  # a store failure fails closed as it is
                 pending.confirm(facts.reading)  # a revoked key's refusal is a 401, not a 400
                 raise
             pending.confirm(facts.reading)
