@@ -103,8 +103,9 @@ class Server:
         return "\n".join(text.splitlines()[-lines:])
 
     def workers(self) -> list[int]:
-        """The pids of the gunicorn workers: the server process's children."""
-        return children(self.process.pid)
+        """The pids of the gunicorn workers: the server process's children but its webhook
+        delivery process."""
+        return [pid for pid in children(self.process.pid) if not _delivering(pid)]
 
     def worker(self) -> int:
         """The pid of the server's one gunicorn worker; ServerError if it has more or none."""
@@ -313,6 +314,14 @@ def children(pid: int) -> list[int]:
         if int(fields[1]) == pid:
             found.append(int(entry.name))
     return sorted(found)
+
+
+def _delivering(pid: int) -> bool:
+    """Whether the process runs `workflow-authz deliver` (serve starts one beside its workers)."""
+    try:
+        return b"\0deliver\0" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False  # ended meanwhile: not a worker either way, and it is no longer listed
 
 
 def rss_mib(pid: int) -> float:

@@ -22,6 +22,7 @@ Fault = Callable[[Path], dict[str, str]]
 COMMANDS: dict[str, list[str]] = {
     "init": [],
     "serve": ["--port", "1", "--workers", "1"],
+    "deliver": [],
     "keys create": ["--tenant", "default", "--name", "n"],
     "keys revoke": ["0123abcd"],
     "keys list": [],
