@@ -51,6 +51,8 @@ bench: $(BIN)/workflow-authz browser
 	$(BIN)/python -m bench.propagation
 	$(BIN)/python -m bench.shapes
 	$(BIN)/python -m bench.authzen
+	$(BIN)/python -m bench.hostile
+	$(BIN)/python -m bench.servers
 
 ## Ten minutes of mixed load; reports errors and memory growth.
 soak: $(BIN)/workflow-authz browser

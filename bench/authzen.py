@@ -1,7 +1,7 @@
 """AuthZEN benchmark: the standard's endpoints beside the native ones in one run, and resource
 search over a tenant of 100,000 assessments, against `workflow-authz serve` on this machine.
 
-Per backend, one server (gunicorn, sync workers) over two stores' worth of tenants:
+Per backend, one server (`workflow-authz serve`) over two stores' worth of tenants:
   authorize        wrk: POST /authorize about assessments, spread over many tenants;
   evaluation       wrk: the same questions as POST /tenants/<t>/access/v1/evaluation, in the same
                    rounds: evaluation/authorize req/s;
@@ -143,7 +143,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser = cli.parser("bench.authzen", __doc__)
     cli.add_backend(parser)
     count, seconds = cli.positive(int), cli.positive(float)
-    parser.add_argument("--workers", type=count, help="gunicorn sync workers (default 4)")
+    parser.add_argument("--workers", type=count, help="server worker processes (default 4)")
     parser.add_argument("--connections", type=count, help="wrk connections (default 8)")
     parser.add_argument("--duration", type=seconds, help="seconds per timed wrk run (default 5)")
     parser.add_argument("--rounds", type=count, help="timed runs per row, interleaved (default 3)")
@@ -522,8 +522,9 @@ def _legend(options: Options) -> list[str]:
     """What the rows mean and how they were measured, printed under the table."""
     role, action = SEARCHER
     return [
-        f"wrk rows: wrk (1 thread, {options.connections} connections) against gunicorn with "
-        f"{options.workers} sync workers on 127.0.0.1; after a {options.warmup:g} s warm-up, "
+        f"wrk rows: wrk (1 thread, {options.connections} connections) against `workflow-authz "
+        f"serve` with {options.workers} workers on 127.0.0.1; after a {options.warmup:g} s "
+        "warm-up, "
         f"{options.rounds} rounds of one {options.duration:g} s run of each row; figures are the "
         "median of the rounds. The same questions both ways: "
         f"{options.bodies} single ones about assessments over {options.working_set} of "

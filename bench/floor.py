@@ -1,8 +1,10 @@
-"""The framework floor: the service's own app and gunicorn settings plus one constant-JSON route.
+"""The floor: the service's own app plus one constant-JSON route, on Flask + gunicorn sync workers.
 
 bench/http.py compares POST /authorize with GET /bench/constant served by this module, which
 builds the app with service.create_app() (same hooks, error handlers, metrics) and runs it with
-gunicorn exactly as `workflow-authz serve` does, so the only difference is what the view does.
+gunicorn's sync workers, the way a hand-written Flask service is usually deployed: issue 12 sets
+the product's targets against this floor on as many worker processes, whatever server
+`workflow-authz serve` itself runs (bench/servers.py serves the same app on every candidate).
 The route lives here, in bench code: the service itself has no such endpoint.
 
     python -m bench.floor --host 127.0.0.1 --port 8081 --workers 4
@@ -48,7 +50,7 @@ def create_floor_app() -> Flask:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Serve the floor app with exactly the options `workflow-authz serve` uses."""
+    """Serve the floor app with gunicorn sync workers (bench/internals.py's `serve`)."""
     parser = argparse.ArgumentParser(prog="python -m bench.floor", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081)

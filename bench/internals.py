@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from unittest import mock
+from typing import Any
 
 import flask.testing  # noqa: F401 - imported up front, so first-decision times exclude it
 from flask import Flask
@@ -237,17 +237,67 @@ def local_of(app: Flask) -> Local:
         return Local(store(), policy_engine())
 
 
-def serve(load: Callable[[], Flask], host: str, port: int, workers: int) -> None:
-    """Serve `load()`'s app with exactly the gunicorn options `workflow-authz serve` uses."""
+serving_state = server.serving_state
+buffered = server.buffered
+"""A WSGI app behind the service's buffering adapter, with the configured limits."""
+"""The metrics folder and hash slots every server's workers share, as `serve` makes them."""
 
-    class Loaded(server._Server):
+
+def serve(load: Callable[[], Flask], host: str, port: int, workers: int) -> None:
+    """Serve `load()`'s app with gunicorn sync workers: the floor's server (issue 12 defines the
+    targets against Flask + gunicorn on as many worker processes), whatever `serve` runs."""
+    serve_gunicorn(load, host, port, workers, "sync")
+
+
+def serve_gunicorn(
+    load: Callable[[], Flask],
+    host: str,
+    port: int,
+    workers: int,
+    worker_class: str,
+    extra: Mapping[str, Any] | None = None,
+) -> None:
+    """Serve `load()`'s app with gunicorn's `worker_class` workers (the app built in each worker
+    after the fork), the metrics folder and hash slots shared as `serve` shares them."""
+    from gunicorn.app.base import BaseApplication
+
+    def child_exit(_server: Any, worker: Any) -> None:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+    options: dict[str, Any] = {
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        "worker_class": worker_class,
+        "accesslog": None,
+        "child_exit": child_exit,
+        "graceful_timeout": 10,
+        # gunicorn 27's control socket has one default path per user: a second server on the
+        # host would take it over. Nothing here uses it.
+        "control_socket_disable": True,
+        **(extra or {}),
+    }
+
+    class Gunicorn(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
         def load(self) -> Flask:
             return load()
 
-    # server.run builds its options and then instantiates the module's _Server: swapping that
-    # class for the duration keeps every gunicorn setting identical to `serve`'s.
-    with mock.patch.object(server, "_Server", Loaded):
-        server.run(host, port, workers)
+    with serving_state():
+        Gunicorn().run()
+
+
+def serve_granian(target: str, host: str, port: int, workers: int) -> None:
+    """Serve the factory `target` ("module:function", called in each worker) exactly as
+    `workflow-authz serve` serves the service: granian, the buffering adapter, the configured
+    limits."""
+    settings = server.ServerSettings.from_config(load_config())
+    with serving_state():
+        server.build(host, port, workers, settings, target).serve()
 
 
 # -- webhooks ------------------------------------------------------------------------------------

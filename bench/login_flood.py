@@ -1,12 +1,11 @@
 """Floods beside the API: POST /authorize's latency idle, during a flood of wrong admin logins and
-during a flood of bad API keys, against a real `workflow-authz serve` (gunicorn, sync workers) on
-a SQLite store of its own.
+during a flood of bad API keys, against a real `workflow-authz serve` on a SQLite store of its own.
 
 The probe is wrk on one connection asking one allowed question with a valid key. Each flood is
 `--threads` Python threads sending from another loopback address (127.0.0.2) on a connection per
 request, as an attacker's script would: wrong logins through the form (its CSRF token and cookie,
 a fresh random username and password each time), POST /authorize with a random key, or, for
-reference, GET /healthz (what any flood of the sync workers costs). The target: /authorize's
+reference, GET /healthz (what any flood costs). The target: /authorize's
 median during a flood within 2x of idle.
 
     python -m bench.login_flood [--workers 2] [--threads 10] [--connections 1] [--duration 10]
@@ -93,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def parse_args(argv: Sequence[str] | None) -> Options:
     parser = cli.parser("bench.login_flood", __doc__)
     count = cli.positive(int)
-    parser.add_argument("--workers", type=count, help="gunicorn workers (default 2)")
+    parser.add_argument("--workers", type=count, help="server worker processes (default 2)")
     parser.add_argument("--threads", type=count, help="threads of each flood (default 10)")
     parser.add_argument("--connections", type=count, help="the probe's connections (default 1)")
     parser.add_argument("--duration", type=cli.positive(float), help="seconds per run (10)")
@@ -230,7 +229,7 @@ def render(results: Sequence[Result], options: Options) -> str:
         f"{options.duration:g} s, POST /authorize with a valid key.",
         f"Floods: {options.threads} threads from {FLOOD_ADDRESS}, a connection per request: wrong "
         "form logins (random usernames, CSRF token and cookie), random API keys, or GET /healthz: "
-        "a flood of the cheapest request, what any flood of sync workers costs.",
+        "a flood of the cheapest request, what any flood costs.",
     ]
     return table.render(COLUMNS, rows, legend)
 

@@ -47,7 +47,7 @@ class Options:
     writers: tuple[str, ...] = WRITERS
     tenants: int = 100
     workers: int = 2
-    """gunicorn workers per server: a poll may reach any of B's workers."""
+    """Worker processes per server: a poll may reach any of B's workers."""
     timeout: float = 10.0
     """Seconds one change may take to show before the run fails."""
 
@@ -107,7 +107,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     count = cli.positive(int)
     parser.add_argument("--changes", type=count, help="changes per writer (default 50)")
     parser.add_argument("--writer", choices=(*WRITERS, "both"), default="both")
-    parser.add_argument("--workers", type=count, help="gunicorn workers per server (default 2)")
+    parser.add_argument("--workers", type=count, help="worker processes per server (default 2)")
     args = parser.parse_args(argv)
     if not postgres_available():
         parser.error("PostgreSQL is not reachable (set WORKFLOW_AUTHZ_BENCH_PG_URL)")

@@ -35,7 +35,9 @@ STOP_TIMEOUT = 15.0
 POLL_INTERVAL = 0.01
 REQUEST_TIMEOUT = 30.0
 LOG_ERRORS = ("Traceback (most recent call last)", "[ERROR]", "[CRITICAL]")
-"""Server output lines that mean something went wrong (gunicorn's levels, Python tracebacks)."""
+"""Server output lines that mean something went wrong: Python tracebacks, and the levels granian
+(`workflow-authz serve`) and gunicorn (the floor) both print as `[ERROR] message` and
+`[CRITICAL] message` (gunicorn after its timestamp)."""
 
 
 class ServerError(RuntimeError):
@@ -79,7 +81,7 @@ class Server:
         headers: Mapping[str, str] | None = None,
         timeout: float = REQUEST_TIMEOUT,
     ) -> Reply:
-        """Send one request on a connection of its own (sync workers close after each answer)."""
+        """Send one request on a connection of its own."""
         conn = http.client.HTTPConnection(HOST, self.port, timeout=timeout)
         try:
             conn.request(method, path, body=body, headers=dict(headers or {}))
@@ -103,19 +105,19 @@ class Server:
         return "\n".join(text.splitlines()[-lines:])
 
     def workers(self) -> list[int]:
-        """The pids of the gunicorn workers: the server process's children but its webhook
-        delivery process."""
-        return [pid for pid in children(self.process.pid) if not _delivering(pid)]
+        """The pids of the server's worker processes: its children but the webhook delivery
+        process that `serve` keeps beside them."""
+        return [pid for pid in children(self.process.pid) if not is_deliverer(pid)]
 
     def worker(self) -> int:
-        """The pid of the server's one gunicorn worker; ServerError if it has more or none."""
+        """The pid of the server's one worker process; ServerError if it has more or none."""
         workers = self.workers()
         if len(workers) != 1:
             raise ServerError(f"expected one worker, found {workers}")
         return workers[0]
 
     def log_errors(self) -> int:
-        """Lines of the output that hold a traceback or a gunicorn error or critical line."""
+        """Lines of the output that hold a traceback or an error or critical line."""
         # Opened anew through /proc: reading our own file object would move the offset the
         # still-running server writes at.
         with open(f"/proc/self/fd/{self.output.fileno()}", "rb") as log:
@@ -285,9 +287,10 @@ def check_alive(server: Server) -> None:
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGQUIT (gunicorn's quick stop), then SIGKILL to its process group if it lingers."""
+    """SIGTERM (a graceful stop for granian, gunicorn, uvicorn and waitress alike), then SIGKILL
+    to its process group if it lingers."""
     if process.poll() is None:
-        process.send_signal(signal.SIGQUIT)
+        process.send_signal(signal.SIGTERM)
         try:
             process.wait(STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
@@ -297,6 +300,15 @@ def stop(process: subprocess.Popen[bytes]) -> None:
     except (ProcessLookupError, PermissionError):
         pass
     process.wait(STOP_TIMEOUT)
+
+
+def is_deliverer(pid: int) -> bool:
+    """Whether the process runs `workflow-authz deliver` (read from /proc; False once gone)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"deliver" in argv
 
 
 def children(pid: int) -> list[int]:
@@ -314,14 +326,6 @@ def children(pid: int) -> list[int]:
         if int(fields[1]) == pid:
             found.append(int(entry.name))
     return sorted(found)
-
-
-def _delivering(pid: int) -> bool:
-    """Whether the process runs `workflow-authz deliver` (serve starts one beside its workers)."""
-    try:
-        return b"\0deliver\0" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False  # ended meanwhile: not a worker either way, and it is no longer listed
 
 
 def rss_mib(pid: int) -> float:

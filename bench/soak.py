@@ -1,6 +1,6 @@
 """Soak: minutes of load on one server, counting every error and watching resident memory.
 
-One `workflow-authz serve` (a fixed number of gunicorn sync workers) on a temporary store of many
+One `workflow-authz serve` (a fixed number of worker processes) on a temporary store of many
 tenants, loopback only, for `--minutes`:
   load     wrk against POST /authorize (the `assessment` form, an all-tenant key) over many tenants
            and assessments, for the whole run; one body in 20 is about the tenant whose policy the
@@ -569,7 +569,7 @@ def _legend(result: Result) -> list[str]:
     o, f, t, m = result.options, result.wrk, result.tally, result.memory
     others = {s: n for s, n in sorted(f.statuses.items()) if not 200 <= s < 300}
     return [
-        f"One `workflow-authz serve --workers {o.workers}` (gunicorn sync workers) on a temporary "
+        f"One `workflow-authz serve --workers {o.workers}` (granian workers) on a temporary "
         f"{o.backend} store of {o.tenants} tenants ({o.assessments_per_tenant} assessments each), "
         "loopback only, decision log on (INFO); the store and every process removed at the end.",
         f"load: wrk (1 thread, {o.connections} connections, {o.timeout:g} s timeout) for "

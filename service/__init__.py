@@ -67,7 +67,7 @@ def init_app(app: Flask) -> None:
 
 
 def _configure_logging(level: str) -> None:
-    """Log lines to stderr as bare messages (decision lines are JSON); gunicorn collects them."""
+    """Log lines to stderr as bare messages (decision lines are JSON), beside the server's own."""
     if not isinstance(logging.getLevelName(level.upper()), int):
         raise ConfigError(f"WORKFLOW_AUTHZ_LOG_LEVEL: unknown level {level!r}")
     log.setLevel(level.upper())

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any, ParamSpec, TypeVar
 
 from flask import Blueprint, Response, after_this_request, request
 from sqlalchemy import Connection, text
+from werkzeug.exceptions import HTTPException
 
 from service import assessments, decisions, events, keys, shapes, transitions
 from service.db import store
@@ -18,7 +19,7 @@ from service.decision_log import Write
 from service.decisions import Answer, Question
 from service.errors import InvalidRequest, ServiceError, Unauthorized, Unavailable
 from service.keys import Key
-from service.metrics import DECISIONS, exposition
+from service.metrics import count_decision, exposition
 from service.openapi import served
 from service.policies import policy_engine
 from service.policies.store import require_version
@@ -59,21 +60,60 @@ def keyed(write: bool = False) -> Iterator[tuple[Connection, Key]]:
         yield conn, _authenticate(conn)
 
 
+@contextmanager
+def deciding() -> Iterator[tuple[decisions.Stored, Key]]:
+    """A decision's read transaction, its facts and the caller's key, for the decision views.
+
+    A key this process has not verified yet is read and checked first, as in `keyed`. A key it
+    has (keys.KnownKeys) costs no statement of its own: the decision's first statement confirms
+    that its row is still live (decisions.Stored), or one of its own does before any answer, an
+    error answer included. So a revocation committed anywhere governs the very next request,
+    and a request under a revoked key gets 401 whatever its body (which may then have been
+    parsed: only a key once valid gets that far)."""
+    header = request.headers.get("Authorization")
+    pending = keys.known_keys().recall(header)
+    if pending is None:
+        with store().read() as conn:
+            yield decisions.Stored(conn, policy_engine()), _authenticate(conn)
+        return
+    try:
+        with ExitStack() as opened:
+            facts = decisions.Stored(None, policy_engine(), pending, opened)
+            try:
+                yield facts, pending.key
+            except (ServiceError, HTTPException) as error:
+                refused = isinstance(error, Unauthorized)  # by LIVE already
+                if isinstance(error, ServiceError) and (refused or error.status >= 500):
+                    raise  # a store failure fails closed as it is
+                pending.confirm(facts.reading)  # a revoked key's refusal is a 401, not a 400
+                raise
+            pending.confirm(facts.reading)
+    except Unauthorized:
+        _refused(header)
+        raise
+
+
 def _authenticate(conn: Connection) -> Key:
-    """The caller's key. A valid key always passes, whatever other requests did; a failure is
-    counted per address and per key prefix, and once either is over its limit answers 429."""
+    """The caller's key, read and checked (and remembered, see `deciding`). A valid key always
+    passes, whatever other requests did; a failure is counted (`_refused`)."""
     header = request.headers.get("Authorization")
     try:
-        return keys.authenticate(conn, header)
+        return keys.authenticate(conn, header, keys.known_keys())
     except Unauthorized:
-        counted = [(API_BY_ADDRESS, client(request.remote_addr))]
-        prefix = keys.named_prefix(header)
-        counted += [(API_BY_PREFIX, prefix)] if prefix else []
-        for budget, identifier in counted:
-            throttle().check(budget, identifier)
-        for budget, identifier in counted:
-            throttle().fail(budget, identifier)
+        _refused(header)
         raise
+
+
+def _refused(header: str | None) -> None:
+    """Count a failed authentication per address and per key prefix; once either is over its
+    limit, answer 429 instead."""
+    counted = [(API_BY_ADDRESS, client(request.remote_addr))]
+    prefix = keys.named_prefix(header)
+    counted += [(API_BY_PREFIX, prefix)] if prefix else []
+    for budget, identifier in counted:
+        throttle().check(budget, identifier)
+    for budget, identifier in counted:
+        throttle().fail(budget, identifier)
 
 
 def stored_facts(conn: Connection) -> decisions.Stored:
@@ -91,7 +131,7 @@ def counted(answers: list[Answer | ServiceError]) -> list[Answer | ServiceError]
     """The answers, each decision counted in the metrics."""
     for answer in answers:
         if isinstance(answer, Answer):
-            DECISIONS.labels(str(answer.decision.allowed).lower()).inc()
+            count_decision(answer.decision.allowed)
     return answers
 
 
@@ -124,9 +164,9 @@ def _error(error: ServiceError) -> shapes.ErrorObject:
 def authorize() -> Response:
     """May a role perform an action on an assessment, or at a phase? A deny is a 200 answer
     with allowed false."""
-    with keyed() as (conn, key):
+    with deciding() as (facts, key):
         body: shapes.QuestionBody = shapes.body()
-        answer = decisions.decide_one(stored_facts(conn), key, _question(body, body.action))
+        answer = decisions.decide_one(facts, key, _question(body, body.action))
     counted([answer])
     response = shapes.respond(shapes.Decision(**_decision(answer)))
     response.headers["X-Decision-Id"] = answer.decision_id
@@ -138,10 +178,10 @@ def authorize() -> Response:
 @retrying
 def authorize_batch() -> Response:
     """Decide up to 1000 questions in one read of the store; results keep the request order."""
-    with keyed() as (conn, key):
+    with deciding() as (facts, key):
         items = shapes.body().requests
         asked = [_batch_item(i, item) for i, item in enumerate(items)]
-        answers = counted(decisions.decide_all(stored_facts(conn), key, [q for _, q in asked]))
+        answers = counted(decisions.decide_all(facts, key, [q for _, q in asked]))
     results: list[shapes.BatchDecision | shapes.BatchError] = [
         shapes.BatchError(item_id, _error(a))
         if isinstance(a, ServiceError)
@@ -171,10 +211,10 @@ def _batch_item(index: int, item: Any) -> tuple[str, decisions.Asked]:
 @retrying
 def permissions() -> Response:
     """Every action a role may take on an assessment or at a phase: the buttons to show."""
-    with keyed() as (conn, key):
+    with deciding() as (facts, key):
         place: shapes.Place = shapes.body()
         question = _question(place, "")
-        where, actions = decisions.permitted(stored_facts(conn), key, question)
+        where, actions = decisions.permitted(facts, key, question)
     return shapes.respond(
         shapes.Permissions(
             tenant=question.tenant,

@@ -21,8 +21,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from service.db import Reading
 from service.errors import Conflict, InvalidRequest, NotFound
-from service.keys import Key
+from service.keys import LIVE, Key, Pending
 from service.limits import MAX_ASSESSMENT_ID
 from service.models import Assessment, PolicyVersion, Transition, utcnow
 from service.policies.store import lock_version, locking, require_version
@@ -34,14 +35,21 @@ ASSESSMENT_ID_RULE = (
 )
 """What an assessment id may be: other systems' ids (`2026-T1:7b.maths`) fit unchanged."""
 # A decision needs the phase and the tenant's policy version: one indexed query, built once.
-_SUBJECTS = select(
-    Assessment.tenant, Assessment.id, Assessment.area, Assessment.phase, PolicyVersion.version
-).join(PolicyVersion, PolicyVersion.tenant == Assessment.tenant)
+_SUBJECTS = (
+    select(
+        Assessment.tenant, Assessment.id, Assessment.area, Assessment.phase, PolicyVersion.version
+    )
+    .join(PolicyVersion, PolicyVersion.tenant == Assessment.tenant)
+    .where(tuple_(Assessment.tenant, Assessment.id).in_(bindparam("keys", expanding=True)))
+)
+_SUBJECTS_KEYED = _SUBJECTS.add_columns(LIVE)
 _SUBJECT = (
     select(Assessment.area, Assessment.phase, PolicyVersion.version)
     .join(PolicyVersion, PolicyVersion.tenant == Assessment.tenant)
     .where(Assessment.tenant == bindparam("tenant"), Assessment.id == bindparam("id"))
 )
+_SUBJECT_KEYED = _SUBJECT.add_columns(LIVE)
+"""The same, confirming a remembered key in the same statement (keys.Pending)."""
 # A read of the whole state, and a move's, which also needs the policy version and takes the
 # tenant lock in the same query.
 _STATE = (
@@ -80,15 +88,30 @@ def check_id(value: object) -> str:
     return value
 
 
-def subjects(conn: Connection, keys: set[tuple[str, str]]) -> dict[tuple[str, str], Subject]:
-    """Area, phase and policy version of each (tenant, id) that exists, in one indexed query."""
+def subjects(
+    reading: Reading, keys: set[tuple[str, str]], pending: Pending | None = None
+) -> dict[tuple[str, str], Subject]:
+    """Area, phase and policy version of each (tenant, id) that exists, in one indexed query
+    (one assessment's: the statement built once, a decision's one statement). With `pending`,
+    the same statement confirms the remembered key (keys.LIVE), whenever it finds a row."""
     if len(keys) == 1:
         ((tenant, assessment_id),) = keys
-        row = conn.execute(_SUBJECT, {"tenant": tenant, "id": assessment_id}).first()
-        return {} if row is None else {(tenant, assessment_id): Subject(*row)}
+        params = {"tenant": tenant, "id": assessment_id}
+        if pending is None:
+            row = reading.one(_SUBJECT, params)
+        else:
+            row = reading.one(_SUBJECT_KEYED, params | pending.params())
+            if row is not None:
+                pending.settle(bool(row[3]))
+        return {} if row is None else {(tenant, assessment_id): Subject(row[0], row[1], row[2])}
     if not keys:
         return {}
-    rows = conn.execute(_SUBJECTS.where(tuple_(Assessment.tenant, Assessment.id).in_(keys)))
+    statement, bound = _SUBJECTS, {"keys": list(keys)}  # built once: building costs more
+    if pending is not None:
+        statement, bound = _SUBJECTS_KEYED, bound | pending.params()
+    rows = reading.connection().execute(statement, bound).all()
+    if pending is not None and rows:
+        pending.settle(bool(rows[0].key_live))
     return {(r.tenant, r.id): Subject(r.area, r.phase, r.version) for r in rows}
 
 

@@ -1,4 +1,4 @@
-"""The `workflow-authz` command: serve, init, keys, admins, tenants and config."""
+"""The `workflow-authz` command: serve, init, keys, admins, tenants, webhooks and config."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from sqlalchemy.exc import ArgumentError
 from service import accounts, keys, policy_changes
 from service.admin import secret_key
 from service.checker.rows import read_policy_file
-from service.cli_errors import CommandError, loading, settings, store_engine
+from service.cli_errors import CommandError, loading, reported, settings, store_engine
 from service.config import PREFIX, SETTINGS, Setting
 from service.limits import visible
 from service.models import iso
@@ -29,6 +29,7 @@ from service.policy_cli import (
     import_command,
     test_command,
 )
+from service.webhooks.cli import webhooks_group
 from service.workflows import Cell
 
 ALL_TENANTS = "*"
@@ -114,18 +115,23 @@ def _admin_url(host: str, port: int) -> str:
 @PORT
 @click.option(
     "--workers",
-    default=(os.cpu_count() or 1) * 2 + 1,
-    show_default="2 x cores + 1",
+    default=os.cpu_count() or 1,
+    show_default="one per core",
     type=click.IntRange(1, 64),
 )
 def serve(host: str, port: int, workers: int) -> None:
-    """Serve the API with gunicorn (sync workers, one store connection pool each).
+    """Serve the API with granian: worker processes, each with its own store pools; headers are
+    read by granian's Rust I/O and bodies on each worker's event loop, so only a whole request
+    reaches one of the worker's THREADS (slow clients cost a socket, not a thread).
 
-    What would fail in every worker is refused first, in one line: no session signing key for a
-    shared store (exit 2), a broken model or definition, a store without the current schema.
+    What would fail in every worker is refused first, in one line: a server limit out of range
+    or no session signing key for a shared store (exit 2), a broken model or definition, a store
+    without the current schema.
     """
-    from service.server import run
+    from service.server import ServerSettings, run
 
+    with reported():
+        ServerSettings.from_config(settings())
     with store_engine() as engine:
         secret_key(settings())
         if not engine.db.is_current():
@@ -313,7 +319,14 @@ def _without_user_password(url: str) -> str:
     return url if parsed.password is None else parsed.render_as_string(hide_password=True)
 
 
-for command in (check_command, test_command, export_command, import_command, diff_command):
+for command in (
+    check_command,
+    test_command,
+    export_command,
+    import_command,
+    diff_command,
+    webhooks_group,
+):
     main.add_command(command)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -52,6 +52,34 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("MAX_BODY_BYTES", 262144, "Largest accepted request body; larger bodies get 413."),
     Setting(
+        "HEADER_TIMEOUT",
+        10,
+        "Seconds a client has to send a request's headers (1-60); then the connection is closed.",
+    ),
+    Setting(
+        "BODY_TIMEOUT",
+        10,
+        "Seconds a client has to send a request's body once its headers are in; then 408.",
+    ),
+    Setting(
+        "MAX_HEADER_BYTES",
+        16384,
+        "Largest request head (request line and headers) a worker buffers (at least 8192).",
+    ),
+    Setting(
+        "MAX_CONNECTIONS",
+        1024,
+        "Connections each worker process holds open at once (idle, slow or busy); more wait in "
+        "the listen backlog.",
+    ),
+    Setting("BACKLOG", 1024, "The listening socket's backlog of connections not yet accepted."),
+    Setting(
+        "THREADS",
+        4,
+        "Threads per worker process that run requests (only requests whose body has fully "
+        "arrived reach them).",
+    ),
+    Setting(
         "SECRET_KEY",
         "",
         "Signs admin sessions; when empty, generated into a secret_key file beside a SQLite "

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -14,8 +14,18 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from flask import Flask, current_app
 from psycopg.abc import PQGen
-from sqlalchemy import Connection, Engine, RootTransaction, create_engine, event, make_url, text
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Executable,
+    RootTransaction,
+    create_engine,
+    event,
+    make_url,
+    text,
+)
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.sql.compiler import Compiled
 
 from service.config import default
 from service.errors import CommitUnknown, Unavailable
@@ -65,6 +75,7 @@ class Database:
         self.timeout = max(0, timeout) if self.url.get_backend_name() == "postgresql" else 0
         self.engine = _create_engine(url, pool_size, self.timeout)
         self.reader = _create_reader(url, pool_size, self.timeout) or self.engine
+        self._compiled: dict[Executable, tuple[str, tuple[str, ...] | None]] = {}
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -78,6 +89,54 @@ class Database:
             conn = conn.execution_options(sqlite_begin=None)
             with conn.begin():
                 yield conn
+
+    def fetch_one(self, statement: Executable, params: Mapping[str, Any]) -> Any:
+        """The first row (a tuple) of a read statement built once at import, or None; run on a
+        connection of the read pool through the driver's own cursor.
+
+        For the one statement a decision needs, where SQLAlchemy's Core around it (a Connection,
+        its transaction, the execution context, the result) costs more than the store takes
+        to answer it. It is the same read as one in `read()`: the same pool and connections
+        (on PostgreSQL autocommit, with the reply deadline; the driver prepares a statement run
+        often), a statement that sees what was committed when it ran, and the same failures:
+        Unavailable, retryable when the connection died (it is then invalidated). Only plain
+        bound values (no type conversion either way)."""
+        sql, names = self._sql(statement)
+        try:
+            with _store_errors():  # the pool's own failures (no connection free in time)
+                fairy = self.reader.raw_connection()
+        except self.reader.dialect.loaded_dbapi.Error as exc:  # the pool hands on the driver's
+            raise Unavailable("the store cannot be reached; nothing was allowed") from exc
+        cursor = None
+        try:
+            cursor = fairy.cursor()
+            cursor.execute(sql, params if names is None else [params[n] for n in names])
+            row = cursor.fetchone()
+            cursor.close()
+            return row
+        except self.reader.dialect.loaded_dbapi.Error as exc:
+            dead = self.reader.dialect.is_disconnect(exc, fairy.dbapi_connection, cursor)
+            if dead:  # the pool is renewed, as Core does: its other connections died too
+                fairy.invalidate(exc)
+                self.reader.dispose(close=False)
+            error = Unavailable("the store cannot be reached or failed; nothing was allowed")
+            error.retryable = dead and not isinstance(exc, NoReply)
+            raise error from exc
+        finally:
+            fairy.close()
+
+    def _sql(self, statement: Executable) -> tuple[str, tuple[str, ...] | None]:
+        """A statement's SQL for the read pool's driver and, for a positional paramstyle, the
+        order of its parameters; compiled once per statement."""
+        found = self._compiled.get(statement)
+        if found is None:
+            compiled: Compiled = statement.compile(dialect=self.reader.dialect)  # type: ignore[attr-defined]
+            order = compiled.positiontup if compiled.positional else None  # type: ignore[attr-defined]
+            found = self._compiled[statement] = (
+                str(compiled),
+                None if order is None else tuple(order),
+            )
+        return found
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -123,6 +182,34 @@ class Database:
     def dispose(self) -> None:
         self.engine.dispose()
         self.reader.dispose()
+
+
+class Reading:
+    """One request's reads: a statement about one row through the driver (Database.fetch_one),
+    or on the request's connection when it has one open already (so a request never holds two
+    of the pool's connections); statements about several rows on that connection, opened in
+    `opened` the first time one is needed."""
+
+    def __init__(
+        self, db: Database, conn: Connection | None, opened: ExitStack | None = None
+    ) -> None:
+        self.db = db
+        self.conn = conn
+        self.opened = opened
+
+    def one(self, statement: Executable, params: Mapping[str, Any]) -> Any:
+        """The first row of a statement built once, or None."""
+        if self.conn is not None:
+            return self.conn.execute(statement, params).first()
+        return self.db.fetch_one(statement, params)
+
+    def connection(self) -> Connection:
+        """The request's read connection, opened on first use."""
+        if self.conn is None:
+            if self.opened is None:
+                raise RuntimeError("Reading needs a connection, or an ExitStack to open one in")
+            self.conn = self.opened.enter_context(self.db.read())
+        return self.conn
 
 
 def init_app(app: Flask) -> None:

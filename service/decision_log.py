@@ -4,7 +4,6 @@ delivery attempt. Never a key, a password or a signing secret: the key's name an
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Iterator
@@ -12,12 +11,21 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import orjson
+
 from service.errors import ServiceError
 from service.keys import Key
 from service.models import iso, utcnow
 from service.policies import Decision
 
 log = logging.getLogger("workflow_authz.decisions")
+
+
+def _write(line: dict[str, Any]) -> None:
+    """One line in the log at INFO, as `log.info` writes it but without looking up the caller
+    (logging walks the stack for the file and line of every record, which no line shows)."""
+    text = orjson.dumps(line).decode()
+    log.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, text, (), None))
 
 
 def new_id() -> str:
@@ -44,7 +52,7 @@ def record(decision: Decision, assessment: str | None, key: Key) -> str:
             "rule": list(decision.rule) if decision.rule else None,
             "key": key.name,
         }
-        log.info(json.dumps(line, separators=(",", ":")))
+        _write(line)
     return decision_id
 
 
@@ -119,7 +127,7 @@ class Write:
             "status": None if refusal is None else refusal.status,
             "error": None if refusal is None else refusal.code,
         }
-        log.info(json.dumps(line, separators=(",", ":")))
+        _write(line)
 
 
 def record_delivery(
@@ -150,7 +158,7 @@ def record_delivery(
         "error": error,
         "duration_ms": round(seconds * 1000, 1),
     }
-    log.info(json.dumps(line, separators=(",", ":")))
+    _write(line)
 
 
 def record_policy_write(
@@ -181,5 +189,5 @@ def record_policy_write(
         "area": area,
         **ending,
     }
-    log.info(json.dumps(line, separators=(",", ":")))
+    _write(line)
     return decision_id

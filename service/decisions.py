@@ -14,6 +14,7 @@ brings the facts of policy files (casetests.py).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from typing import NamedTuple, Protocol
 
@@ -21,8 +22,9 @@ from sqlalchemy import Connection
 
 from service import assessments, decision_log
 from service.assessments import Subject
+from service.db import Reading
 from service.errors import Forbidden, NotFound, ServiceError
-from service.keys import Key
+from service.keys import Key, Pending, riding
 from service.policies import Decision, PolicyEngine, TenantPolicy, decide, validate
 from service.policies.store import versions
 from service.workflows import Workflow
@@ -73,25 +75,42 @@ class Facts(Protocol):
         ...
 
 
-@dataclass(slots=True)
 class Stored:
-    """The store's facts, read on one connection, with the process's cache of tenant policies."""
+    """The store's facts, read on one connection (`conn`; None: opened in `opened` the first
+    time a statement about several rows needs one, see db.Reading), with the process's cache
+    of tenant policies.
 
-    conn: Connection
-    engine: PolicyEngine
+    With a `pending` key (one this process verified before, keys.Pending), the first statement
+    that reads a subject or a version confirms the key too, and no policy is handed out for a
+    decision before it was confirmed (by a statement of its own, if none carried it)."""
+
+    __slots__ = ("engine", "pending", "reading")
+
+    def __init__(
+        self,
+        conn: Connection | None,
+        engine: PolicyEngine,
+        pending: Pending | None = None,
+        opened: ExitStack | None = None,
+    ) -> None:
+        self.engine = engine
+        self.pending = pending
+        self.reading = Reading(engine.db, conn, opened)
 
     @property
     def workflow(self) -> Workflow:
         return self.engine.workflow
 
     def subjects(self, wanted: set[tuple[str, str]]) -> Mapping[tuple[str, str], Subject]:
-        return assessments.subjects(self.conn, wanted)
+        return assessments.subjects(self.reading, wanted, riding(self.pending))
 
     def versions(self, tenants: set[str]) -> Mapping[str, int]:
-        return versions(self.conn, tenants)
+        return versions(self.reading, tenants, riding(self.pending))
 
     def policy(self, tenant: str, version: int) -> TenantPolicy:
-        return self.engine.policy(tenant, version, self.conn)
+        if self.pending is not None:
+            self.pending.confirm(self.reading)
+        return self.engine.policy(tenant, version, self.reading.conn)
 
 
 def decide_all(

@@ -1,5 +1,5 @@
-"""At most a few password hashes at once, among every process of one `serve`: gunicorn's sync
-workers each run one request at a time, so a bound per process would bound nothing there.
+"""At most a few password hashes at once, among every process of one `serve`: a bound per worker
+process would allow that many hashes times the number of workers.
 
 Each slot is a file that a hash holds an exclusive flock(2) on while it runs. The kernel drops the
 lock when the holder closes it or dies (a worker killed mid-hash frees its slot), and every worker

@@ -6,13 +6,16 @@ import hashlib
 import hmac
 import re
 import secrets
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Row, bindparam, insert, select, update
+from flask import current_app
+from sqlalchemy import Connection, Label, Row, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from service.db import Reading
 from service.errors import (
     Conflict,
     Forbidden,
@@ -34,6 +37,22 @@ _HEX = re.compile(r"[0-9a-f]+")
 _BY_PREFIX = select(ApiKey.id, ApiKey.name, ApiKey.tenant, ApiKey.digest, ApiKey.revoked_at).where(
     ApiKey.prefix == bindparam("prefix")
 )
+LIVE: Label[bool] = (
+    select(ApiKey.id)
+    .where(
+        ApiKey.id == bindparam("key_id"),
+        ApiKey.digest == bindparam("key_digest"),
+        ApiKey.revoked_at.is_(None),
+    )
+    .exists()
+    .label("key_live")
+)
+"""Whether a remembered key's row still holds its digest, unrevoked: a column that the first
+statement of a decision carries beside what it reads anyway (see Pending)."""
+_LIVE = select(LIVE)
+KNOWN_KEYS = 4096
+"""How many verified keys a process remembers (a full memory forgets the oldest)."""
+_EXTENSION = "workflow_authz.keys"
 
 
 # A key as revoke finds it: id, prefix, name, tenant, revoked_at.
@@ -59,6 +78,94 @@ class Key:
         """Forbidden unless this key may act for `tenant`."""
         if self.tenant is not None and self.tenant != tenant:
             raise Forbidden(f"this API key is not valid for tenant {tenant!r}", field="tenant")
+
+
+class KnownKeys:
+    """The keys this process has verified, by prefix, with their digests: a request whose token
+    has a remembered digest skips the key's own statement. Never trusted alone: such a request
+    is a Pending key until a statement of its own transaction finds the row still live, so a
+    revocation committed in any process governs the very next request here too."""
+
+    def __init__(self, capacity: int = KNOWN_KEYS) -> None:
+        self.capacity = capacity
+        self._known: dict[str, tuple[str, Key]] = {}
+        self._lock = threading.Lock()
+
+    def recall(self, header: str | None) -> Pending | None:
+        """The remembered key the header's token proves (its digest matches), unconfirmed; None
+        for any other header (then the key is read and checked as on a first request)."""
+        scheme, _, token = (header or "").partition(" ")
+        token = token.strip()
+        parts = token.split("_")
+        if scheme.lower() != "bearer" or len(parts) < 3 or parts[0] != "wa":
+            return None
+        prefix = parts[1]
+        found = self._known.get(prefix)
+        if found is None:
+            return None
+        token_digest = digest(token)
+        if not hmac.compare_digest(found[0], token_digest):
+            return None
+        return Pending(found[1], token_digest, self, prefix)
+
+    def remember(self, prefix: str, key_digest: str, key: Key) -> None:
+        """Remember a key just verified by its row (the oldest goes when full)."""
+        with self._lock:
+            self._known.pop(prefix, None)
+            self._known[prefix] = (key_digest, key)
+            while len(self._known) > self.capacity:
+                del self._known[next(iter(self._known))]
+
+    def forget(self, prefix: str) -> None:
+        """Forget a key its row no longer proves (revoked, or gone)."""
+        with self._lock:
+            self._known.pop(prefix, None)
+
+
+def known_keys() -> KnownKeys:
+    """The current app's remembered keys (one memory per app, so per process)."""
+    extensions = current_app.extensions
+    found: KnownKeys | None = extensions.get(_EXTENSION)
+    if found is None:
+        found = extensions.setdefault(_EXTENSION, KnownKeys())
+    return found
+
+
+@dataclass(slots=True)
+class Pending:
+    """A remembered key whose row is yet to be confirmed live in this request's transaction.
+
+    The first statement a decision runs carries LIVE (`params()` binds it) and `settle`s it with
+    the answer; `confirm` runs LIVE alone when no statement carried it. Until settled, nothing
+    may be decided or answered under the key (decisions.Stored and api.deciding see to it)."""
+
+    key: Key
+    digest: str
+    known: KnownKeys
+    prefix: str
+    confirmed: bool = field(default=False)
+
+    def params(self) -> dict[str, Any]:
+        """The bind parameters of LIVE."""
+        return {"key_id": self.key.id, "key_digest": self.digest}
+
+    def settle(self, live: bool) -> None:
+        """Record a statement's LIVE: Unauthorized, and the key forgotten, when it is false."""
+        if not live:
+            self.known.forget(self.prefix)
+            raise Unauthorized("the API key is not valid")
+        self.confirmed = True
+
+    def confirm(self, reading: Reading) -> None:
+        """Settle the key with a statement of its own, unless a decision's statement did."""
+        if not self.confirmed:
+            row = reading.one(_LIVE, self.params())
+            self.settle(row is not None and bool(row[0]))
+
+
+def riding(pending: Pending | None) -> Pending | None:
+    """`pending` while it still needs a statement to carry LIVE; None once settled."""
+    return pending if pending is not None and not pending.confirmed else None
 
 
 def digest(token: str) -> str:
@@ -120,11 +227,12 @@ def has_any(conn: Connection) -> bool:
     return conn.execute(select(ApiKey.id).limit(1)).first() is not None
 
 
-def authenticate(conn: Connection, header: str | None) -> Key:
+def authenticate(conn: Connection, header: str | None, known: KnownKeys | None = None) -> Key:
     """The key named by an `Authorization: Bearer ...` header; Unauthorized otherwise.
 
     The row is found by the key's public prefix, unique, so the one row it finds is the only
-    candidate; the digests are compared in constant time.
+    candidate; the digests are compared in constant time. A key that passes is remembered in
+    `known`, when given.
     """
     token = _bearer(header)
     parts = token.split("_")
@@ -133,7 +241,10 @@ def authenticate(conn: Connection, header: str | None) -> Key:
     row = conn.execute(_BY_PREFIX, {"prefix": parts[1]}).first()
     if row is None or not hmac.compare_digest(row.digest, digest(token)) or row.revoked_at:
         raise Unauthorized("the API key is not valid")
-    return Key(row.id, row.name, row.tenant)
+    key = Key(row.id, row.name, row.tenant)
+    if known is not None:
+        known.remember(parts[1], row.digest, key)
+    return key
 
 
 def named_prefix(header: str | None) -> str | None:

@@ -1,5 +1,5 @@
-"""Prometheus metrics: requests, latencies, decisions and webhook deliveries, summed across
-gunicorn workers and the delivery process.
+"""Prometheus metrics: requests, latencies, decisions and webhook deliveries, summed across the
+server's workers and the delivery process.
 
 Every label value comes from a fixed set, whatever a client sends: a series is a file entry in
 every worker's metrics folder and a line of every scrape, so a label that took a raw method or path
@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from http import HTTPStatus
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -44,6 +45,13 @@ LATENCY = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
 DECISIONS = Counter("workflow_authz_decisions_total", "Authorization decisions made.", ["allowed"])
+_DECIDED: dict[bool, Any] = {}
+"""The decision counter's two series, looked up on first use."""
+
+
+_SERIES: dict[tuple[str, str | None, int], tuple[Any, Any]] = {}
+"""Each (counted method, route, status) seen: its request counter and latency histogram,
+looked up once (labels() costs more than counting); as bounded as the labels."""
 
 DELIVERY_RESULTS = ("success", "failed", "timeout", "refused", "gone")
 """How a webhook delivery attempt ended: a 2xx; another answer (a redirect included) or no
@@ -63,12 +71,28 @@ DELIVERY_LAG = Histogram(
 
 def record_request(method: str, rule: str | None, status: int, seconds: float) -> None:
     """Count and time one answered request under bounded labels (see the module's docstring)."""
+    method = method if method in METHODS else OTHER
+    series = _SERIES.get((method, rule, status))
+    if series is None:
+        series = _SERIES.setdefault((method, rule, status), _series(method, rule, status))
+    series[0].inc()
+    series[1].observe(seconds)
+
+
+def _series(method: str, rule: str | None, status: int) -> tuple[Any, Any]:
+    """The counter and histogram of one kind of request, under its bounded labels."""
     endpoint = rule or UNMATCHED
     code = str(status)
-    REQUESTS.labels(
-        method if method in METHODS else OTHER, endpoint, code if code in STATUSES else OTHER
-    ).inc()
-    LATENCY.labels(endpoint).observe(seconds)
+    counter = REQUESTS.labels(method, endpoint, code if code in STATUSES else OTHER)
+    return counter, LATENCY.labels(endpoint)
+
+
+def count_decision(allowed: bool) -> None:
+    """Count one decision."""
+    series = _DECIDED.get(allowed)
+    if series is None:
+        series = _DECIDED.setdefault(allowed, DECISIONS.labels(str(allowed).lower()))
+    series.inc()
 
 
 def record_delivery(result: str, lag: float | None) -> None:

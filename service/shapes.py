@@ -654,10 +654,12 @@ def _current() -> Operation:
 
 
 def body() -> Any:
-    """The request's body, validated as its view declared."""
+    """The request's body, validated as its view declared. The bytes are kept on the request:
+    a read view that is run once more after a lost connection (api.retrying) may have read the
+    body already (a remembered key's decision parses it before its one statement)."""
     model = _current().body
     assert model is not None, f"{request.endpoint} declares no body"
-    return parse_json(model, request.get_data(cache=False))
+    return parse_json(model, request.get_data(cache=True))
 
 
 def query() -> Any:

@@ -54,10 +54,11 @@ if not CHROMIUM.exists():
 
 @dataclass(frozen=True)
 class Server:
-    """A running service and an API key for tenant `default`."""
+    """A running service, an API key for tenant `default` and the CLI's environment."""
 
     url: str
     key: str
+    env: dict[str, str]
 
     def authorize(self, role: str, area: str, phase: str, action: str = "view") -> bool:
         """Ask POST /authorize, as an app would, whether `role` may `action` there."""
@@ -126,7 +127,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         )
     try:
         wait_until_healthy(url, process, log)
-        yield Server(url, key)
+        yield Server(url, key, env)
     finally:
         process.terminate()
         process.wait(timeout=20)
@@ -394,3 +395,33 @@ def test_a_stale_form_that_touches_the_same_cells_says_where_the_two_meet(
     assert server.authorize("parent", "behaviour", "group_registration"), "kept, once"
     for page in (first, second):
         page.context.close()
+
+
+def test_the_external_systems_tab_lists_the_tenants_endpoints(
+    browser: Browser, server: Server
+) -> None:
+    private = server.env | {"WORKFLOW_AUTHZ_WEBHOOK_ALLOW_PRIVATE": "true"}
+    added = cli(
+        private,
+        "webhooks",
+        "add",
+        "--tenant",
+        "default",
+        "--name",
+        "Gradebook",
+        "--url",
+        "http://127.0.0.1:9/gradebook",
+    )
+    secret = added.split()[-1]
+    assert secret.startswith("whsec_")
+    page = new_page(browser, server, width=360, height=740)
+    log_in(page, "sysadmin")
+    page.get_by_role("link", name="External systems", exact=True).click()
+    expect(page).to_have_url(re.compile(r"/admin/external-systems\?tenant=default$"))
+    row = page.get_by_role("row").filter(has_text="Gradebook")
+    expect(row).to_contain_text("http://127.0.0.1:9/gradebook")
+    expect(row.get_by_role("cell").nth(3)).to_contain_text("active")
+    assert secret not in page.content()
+    table = page.locator(".scroll").bounding_box()
+    assert table is not None and table["x"] + table["width"] <= 360, "scrolls inside a phone"
+    page.context.close()

@@ -40,6 +40,11 @@ COMMANDS: dict[str, list[str]] = {
     "export": ["--tenant", "default"],
     "import": ["--tenant", "default", str(REPO / "policy" / "policy.csv")],
     "diff": ["--tenant", "default", str(REPO / "policy" / "policy.csv")],
+    "webhooks add": ["--tenant", "default", "--url", "http://93.184.215.14/hooks"],
+    "webhooks list": [],
+    "webhooks remove": ["1"],
+    "webhooks rotate-secret": ["1"],
+    "webhooks retry": ["1"],
 }
 """Each command and the fewest arguments it needs to get as far as the store."""
 READS = {"config": set(), "check": {"model", "definition"}, "test": {"definition"}}

@@ -7,8 +7,10 @@ service/matrix.py and every policy write goes through policy_changes.save in one
 One module per concept: `blueprint` (the blueprint and what every page shares), `context` (the
 request's store, engine and admin), `sessions` (cookie, signing key, headers), `login`, `errors`,
 `tenants`, `workflow` with `stored` and `replay` (a stale form's changes on the policy in force),
-and `audit`. Tables are reached only through the domain modules that own them: service.accounts
-(admins and their lockout), service.policies.store, service.assessments and service.audit.
+`external` (the External systems page: the tenant's webhook endpoints) and `audit`. Tables
+are reached only through the domain modules that own them: service.accounts (admins and their
+lockout), service.policies.store, service.assessments, service.audit and
+service.webhooks.endpoints.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 from flask import Flask
 
 # The view modules are imported for their routes, which they add to `bp`.
-from service.admin import audit, errors, login, tenants, workflow  # noqa: F401
+from service.admin import audit, errors, external, login, tenants, workflow  # noqa: F401
 from service.admin.blueprint import bp, csrf
 from service.admin.sessions import SESSION_LIFETIME, SecureOverHttpsSessions, secret_key
 

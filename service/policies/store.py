@@ -25,7 +25,9 @@ from casbin_sqlalchemy_adapter import CasbinRule
 from sqlalchemy import Connection, Select, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from service.db import Reading
 from service.errors import Conflict, NotFound
+from service.keys import LIVE, Pending
 from service.models import PolicyVersion, utcnow
 from service.workflows import Cell
 
@@ -35,6 +37,12 @@ RULES = CasbinRule.__table__
 Columns = TypeVarTuple("Columns")
 # Built once: the area/phase form of every decision reads the version.
 _VERSION = select(PolicyVersion.version).where(PolicyVersion.tenant == bindparam("tenant"))
+_VERSION_KEYED = _VERSION.add_columns(LIVE)
+_VERSIONS = select(PolicyVersion.tenant, PolicyVersion.version).where(
+    PolicyVersion.tenant.in_(bindparam("tenants", expanding=True))
+)
+_VERSIONS_KEYED = _VERSIONS.add_columns(LIVE)
+"""The same, confirming a remembered key in the same statement (keys.Pending)."""
 
 
 def current_version(conn: Connection, tenant: str) -> int | None:
@@ -74,19 +82,30 @@ def tenant_cells(conn: Connection, tenant: str, area: str | None = None) -> list
     return sorted((r.v1, r.v2, r.v3, r.v4) for r in conn.execute(query))
 
 
-def versions(conn: Connection, tenants: Iterable[str]) -> dict[str, int]:
-    """The policy version of each existing tenant among `tenants`, in one query (for a single
-    tenant the statement built once: building one costs more than running it)."""
+def versions(
+    reading: Reading, tenants: Iterable[str], pending: Pending | None = None
+) -> dict[str, int]:
+    """The policy version of each existing tenant among `tenants`, in one query (one tenant's:
+    the statement built once, a decision's one statement). With `pending`, the same statement
+    confirms the remembered key (keys.LIVE), whenever it finds a row."""
     wanted = set(tenants)
     if len(wanted) == 1:
         (tenant,) = wanted
-        found = current_version(conn, tenant)
-        return {} if found is None else {tenant: found}
+        if pending is None:
+            row = reading.one(_VERSION, {"tenant": tenant})
+        else:
+            row = reading.one(_VERSION_KEYED, {"tenant": tenant} | pending.params())
+            if row is not None:
+                pending.settle(bool(row[1]))
+        return {} if row is None else {tenant: row[0]}
     if not wanted:
         return {}
-    rows = conn.execute(
-        select(PolicyVersion.tenant, PolicyVersion.version).where(PolicyVersion.tenant.in_(wanted))
-    )
+    statement, params = _VERSIONS, {"tenants": list(wanted)}  # built once
+    if pending is not None:
+        statement, params = _VERSIONS_KEYED, params | pending.params()
+    rows = reading.connection().execute(statement, params).all()
+    if pending is not None and rows:
+        pending.settle(bool(rows[0].key_live))
     return {r.tenant: r.version for r in rows}
 
 

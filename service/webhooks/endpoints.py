@@ -15,8 +15,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, delete, insert, select, update
 
-from service.errors import InvalidRequest, NotFound
-from service.limits import MAX_TEXT, text_problem
+from service.errors import Conflict, InvalidRequest, NotFound
+from service.limits import MAX_NUMBER, MAX_TEXT, text_problem
 from service.models import PolicyVersion, WebhookEndpoint, utcnow
 from service.policies.store import require_version
 from service.webhooks import addresses
@@ -52,16 +52,18 @@ def add(
     conn: Connection, tenant: str, url: str, name: str | None, *, allow_private: bool
 ) -> tuple[int, str]:
     """Register an endpoint for the tenant's events from now on; its id and its secret, which is
-    never shown again. The URL is refused (InvalidRequest, nothing stored) when it is not one
-    the service may deliver to."""
+    never shown again. Refused, with nothing stored: an unknown tenant (NotFound), a URL the
+    service may not deliver to or a name that is not free text (InvalidRequest), a URL the
+    tenant has an endpoint for already (Conflict: every event would be sent to it twice)."""
     require_version(conn, tenant)
     problem = addresses.problem(url, allow_private=allow_private)
     if problem is not None:
         raise InvalidRequest(f"webhook URL {problem}", field="url")
-    name = name if name is not None else addresses.host(url)
+    name = name if name is not None else addresses.host(url)[:MAX_TEXT]
     named = text_problem(name, MAX_TEXT)
     if named is not None:
         raise InvalidRequest(f"endpoint name {named}", field="name")
+    _refuse_same_url(conn, tenant, url)
     last = conn.execute(
         select(PolicyVersion.event_seq).where(PolicyVersion.tenant == tenant)
     ).scalar_one()
@@ -81,6 +83,21 @@ def add(
         .returning(WebhookEndpoint.id)
     ).scalar_one()
     return endpoint_id, secret
+
+
+def _refuse_same_url(conn: Connection, tenant: str, url: str) -> None:
+    """Conflict naming the tenant's endpoint that has this URL already, if one has."""
+    same = conn.execute(
+        select(WebhookEndpoint.id).where(
+            WebhookEndpoint.tenant == tenant, WebhookEndpoint.url == url
+        )
+    ).scalar()
+    if same is not None:
+        raise Conflict(
+            f"tenant {tenant!r} has endpoint {same} for this URL already: each event would be "
+            f"sent to it twice (`workflow-authz webhooks remove {same}` first)",
+            field="url",
+        )
 
 
 def listing(conn: Connection, tenant: str | None = None) -> list[Listed]:
@@ -117,7 +134,9 @@ _ENDPOINT = select(*WebhookEndpoint.__table__.c)
 
 def find(conn: Connection, endpoint_id: int) -> Stored:
     """The endpoint with this id; NotFound naming it otherwise."""
-    row = conn.execute(_ENDPOINT.where(WebhookEndpoint.id == endpoint_id)).first()
+    row = None
+    if 0 < endpoint_id <= MAX_NUMBER:  # a larger id makes PostgreSQL refuse the whole query
+        row = conn.execute(_ENDPOINT.where(WebhookEndpoint.id == endpoint_id)).first()
     if row is None:
         raise NotFound(f"no webhook endpoint {endpoint_id} (`workflow-authz webhooks list`)")
     return row
@@ -147,15 +166,17 @@ def rotate_secret(conn: Connection, endpoint_id: int, grace: timedelta) -> str:
     return secret
 
 
-def retry(conn: Connection, endpoint_id: int) -> None:
-    """Make a failing or disabled endpoint active again: its kept events are sent from the one
-    it stopped at, at once."""
-    find(conn, endpoint_id)
+def retry(conn: Connection, endpoint_id: int) -> str:
+    """Make a failing or disabled endpoint active again, and an active one waiting to retry try
+    at once: its kept events are sent from the one it stopped at, the backoff starting afresh.
+    The state it had."""
+    before: str = find(conn, endpoint_id).state
     conn.execute(
         update(WebhookEndpoint)
         .where(WebhookEndpoint.id == endpoint_id)
         .values(state="active", state_reason=None, attempts=0, next_attempt_at=None)
     )
+    return before
 
 
 def signing_secrets(endpoint: Stored, now: datetime) -> list[str]:
