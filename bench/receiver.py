@@ -3,7 +3,7 @@ http.server that records every request (path, headers, body, when it began and e
 answers as a plan says -- a status, after a delay, or its status line trickled byte by byte.
 
 It also counts overlaps: a request arriving for a path while another request for the same path
-is still being answered (two deliveries in flight to one endpoint at once).
+is still waiting for its answer to begin (two deliveries in flight to one endpoint at once).
 """
 
 from __future__ import annotations
@@ -22,13 +22,15 @@ POLL_INTERVAL = 0.01
 
 @dataclass(frozen=True)
 class Plan:
-    """How to answer one request: the status, after `delay` seconds; when `trickle`, the
-    status line and headers are written one byte every `trickle` seconds."""
+    """How to answer one request: the status, after `delay` seconds (sooner once `hold` is set,
+    when given); when `trickle`, the status line and headers are written one byte every
+    `trickle` seconds."""
 
     status: int = 200
     delay: float = 0.0
     trickle: float = 0.0
     headers: tuple[tuple[str, str], ...] = ()
+    hold: threading.Event | None = None
 
 
 @dataclass(frozen=True)
@@ -126,12 +128,15 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             headers = {k.lower(): v for k, v in self.headers.items()}
             receiver.record(Received(self.path, headers, body, began, wall, plan.status))
             try:
-                receiver.closing.wait(plan.delay)
+                (plan.hold or receiver.closing).wait(plan.delay)
+            finally:
+                # Out of flight once it starts answering: the sender may go on as soon as it
+                # has read the answer, before this thread gets to run again.
+                receiver.leave(self.path)
+            try:
                 self._answer(plan)
             except OSError:
                 pass  # the sender gave up (its deadline) or the receiver is stopping
-            finally:
-                receiver.leave(self.path)
 
         def _answer(self, plan: Plan) -> None:
             head = f"HTTP/1.1 {plan.status} Planned\r\ncontent-length: 0\r\n"

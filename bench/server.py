@@ -109,10 +109,6 @@ class Server:
         process that `serve` keeps beside them."""
         return [pid for pid in children(self.process.pid) if not is_deliverer(pid)]
 
-    def deliverers(self) -> list[int]:
-        """The pid of the webhook delivery process `serve` runs beside its workers, if any."""
-        return [pid for pid in children(self.process.pid) if is_deliverer(pid)]
-
     def worker(self) -> int:
         """The pid of the server's one worker process; ServerError if it has more or none."""
         workers = self.workers()

@@ -105,14 +105,17 @@ def test_two_serve_processes_never_send_one_endpoint_twice_at_once(pg_url: str) 
     """Three endpoints, every fourth answer a 500 (each frees the lease, so the two delivery
     loops keep taking endpoints from each other); the receiver counts overlaps."""
     answer: Callable[[str, int], Plan] = lambda _p, n: Plan(500 if n % 4 == 3 else 200, 0.005)  # noqa: E731
+    # No attempt may time out however loaded the machine: a sender that gave up would let the
+    # next attempt begin while the receiver still holds the first, which is no double flight.
+    patient = {**QUICK_ENV, "WORKFLOW_AUTHZ_WEBHOOK_TIMEOUT": "30"}
     db = Database(pg_url, 1)
     try:
         with receiving(answer) as receiver:
             paths = [f"/hook{i}" for i in range(3)]
             secrets = {p: add(db, receiver.url(p))[1] for p in paths}
             with (
-                serving(pg_url, workers=1, env=QUICK_ENV) as a,
-                serving(pg_url, workers=1, env=QUICK_ENV) as b,
+                serving(pg_url, workers=1, env=patient) as a,
+                serving(pg_url, workers=1, env=patient) as b,
             ):
                 for server in (a, b):  # each one's delivery process has started
                     wait_until(lambda s=server: RUNNING in s.log_tail(10_000), WAIT, "deliver")  # type: ignore[misc]

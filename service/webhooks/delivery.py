@@ -29,7 +29,7 @@ import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -113,19 +113,15 @@ def outcome(
     failed = leases.Outcome(False, answer.status, error, now, attempts)
     if answer.status == GONE:
         reason = f"answered 410 Gone at {iso(now)}: disabled (`workflow-authz webhooks retry`)"
-        return _with(failed, state="disabled", state_reason=reason)
+        return replace(failed, state="disabled", state_reason=reason)
     if (now - made).total_seconds() > settings.max_age:
         reason = (
             f"event {event_id} outlived "
             f"the maximum age ({settings.max_age:g} s) after {attempts} attempts; last: {error}"
         )
-        return _with(failed, state="failing", state_reason=reason[:MAX_REASON])
+        return replace(failed, state="failing", state_reason=reason[:MAX_REASON])
     wait = backoff(settings, attempts, random.random())
-    return _with(failed, next_attempt_at=now + timedelta(seconds=wait))
-
-
-def _with(base: leases.Outcome, **changes: Any) -> leases.Outcome:
-    return leases.Outcome(**{**base.__dict__, **changes})
+    return replace(failed, next_attempt_at=now + timedelta(seconds=wait))
 
 
 def result(answer: transport.Answer) -> str:
@@ -193,6 +189,9 @@ class Deliverer:
             return holder, []
         now, free = utcnow(), CONCURRENCY - len(busy)
         try:
+            with self.db.read() as conn:
+                if not leases.any_due(conn, now, busy):
+                    return holder, []
             with self.db.write() as conn:
                 until = now + self.settings.lease
                 claimed = leases.claim(conn, holder, now, until, free, busy)

@@ -61,6 +61,24 @@ def _last_seq() -> Any:
     )
 
 
+def _due(now: datetime, busy: Collection[int]) -> Any:
+    """Active, behind its tenant's last event, its next attempt due, its lease free, and not
+    one of `busy` (those the process's threads are still finishing with)."""
+    return and_(
+        E.id.not_in(busy),
+        E.state == "active",
+        E.delivered_seq < _last_seq(),
+        or_(E.next_attempt_at.is_(None), E.next_attempt_at <= now),
+        _free(now),
+    )
+
+
+def any_due(conn: Connection, now: datetime, busy: Collection[int] = ()) -> bool:
+    """Whether an endpoint is due: a read, so an idle loop never takes a write lock to find
+    there is nothing to send."""
+    return conn.execute(select(E.id).where(_due(now, busy)).limit(1)).first() is not None
+
+
 def claim(
     conn: Connection,
     owner: str,
@@ -69,17 +87,9 @@ def claim(
     limit: int,
     busy: Collection[int] = (),
 ) -> list[int]:
-    """Lease up to `limit` active endpoints with a backlog whose next attempt is due (none of
-    `busy`, those the process's threads are still finishing with); their ids."""
-    due = and_(
-        E.id.not_in(busy),
-        E.state == "active",
-        E.delivered_seq < _last_seq(),
-        or_(E.next_attempt_at.is_(None), E.next_attempt_at <= now),
-        _free(now),
-    )
-    candidates = select(E.id).where(due).order_by(E.last_attempt_at.asc().nulls_first(), E.id)
-    candidates = candidates.limit(limit)
+    """Lease up to `limit` due endpoints (`_due`); their ids."""
+    candidates = select(E.id).where(_due(now, busy))
+    candidates = candidates.order_by(E.last_attempt_at.asc().nulls_first(), E.id).limit(limit)
     if conn.dialect.name == "postgresql":
         candidates = candidates.with_for_update(skip_locked=True, of=E)
     taken = conn.execute(
