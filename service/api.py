@@ -182,13 +182,13 @@ def authorize_batch() -> Response:
         items = shapes.body().requests
         asked = [_batch_item(i, item) for i, item in enumerate(items)]
         answers = counted(decisions.decide_all(facts, key, [q for _, q in asked]))
-    results: list[shapes.BatchDecision | shapes.BatchError] = [
-        shapes.BatchError(item_id, _error(a))
+    rows = [
+        shapes.batch_error(item_id, a.code, a.message, a.field)
         if isinstance(a, ServiceError)
-        else shapes.BatchDecision(id=item_id, **_decision(a))
+        else {**_decision(a), "id": item_id}
         for (item_id, _), a in zip(asked, answers, strict=True)
     ]
-    return shapes.respond(shapes.BatchResults(results))
+    return shapes.respond_batch(rows)
 
 
 def _batch_item(index: int, item: Any) -> tuple[str, decisions.Asked]:

@@ -53,7 +53,7 @@ class Answer(NamedTuple):
 Asked = Question | ServiceError
 """A question, or the error that refused it before it could be asked (an invalid batch item)."""
 Record = Callable[[Decision, str | None, Key], str]
-"""Where a decision is recorded, returning its id: the decision log by default."""
+"""Where a decision is recorded, returning its id, instead of the decision log."""
 
 
 class Facts(Protocol):
@@ -117,24 +117,27 @@ def decide_all(
     facts: Facts,
     key: Key,
     questions: Sequence[Asked],
-    record: Record = decision_log.record,
+    record: Record | None = None,
     until: Callable[[Answer | ServiceError], bool] | None = None,
 ) -> list[Answer | ServiceError]:
     """Answer every question in order: each an answer or its own error, never both. Nothing is
     read for a tenant the key may not ask about. Errors of the store (5xx) are raised: then
-    nothing is answered, and nothing is allowed. With `until`, answering stops after the first
-    answer it holds for: the questions after it are neither decided nor recorded (AuthZEN's
-    short-circuiting evaluations)."""
+    nothing is answered, nothing is allowed, and nothing is recorded. With `until`, answering
+    stops after the first answer it holds for: the questions after it are neither decided nor
+    recorded (AuthZEN's short-circuiting evaluations). Decisions go to the decision log all at
+    once (decision_log.record_all), or one by one to `record`."""
     asked = [_for_key(key, q) for q in questions]
     valid = [q for q in asked if isinstance(q, Question)]
     found = facts.subjects({(q.tenant, q.assessment) for q in valid if q.assessment})
     unplaced = {q.tenant for q in valid if (q.tenant, q.assessment) not in found}
     known = facts.versions(unplaced)  # by phase, or to tell an unknown tenant from an assessment
     if until is None:
-        return [_answer(facts, key, q, found, known, record) for q in asked]
+        decided = [_decided(facts, q, found, known) for q in asked]
+        return _recorded(key, asked, decided, record)
     answers: list[Answer | ServiceError] = []
     for question in asked:
-        answers.append(_answer(facts, key, question, found, known, record))
+        decision = _decided(facts, question, found, known)
+        answers += _recorded(key, [question], [decision], record)
         if until(answers[-1]):
             break
     return answers
@@ -172,27 +175,51 @@ def _for_key(key: Key, question: Asked) -> Asked:
     return question
 
 
-def _answer(
+def _decided(
     facts: Facts,
-    key: Key,
     question: Asked,
     found: Mapping[tuple[str, str], Subject],
     known: Mapping[str, int],
-    record: Record,
-) -> Answer | ServiceError:
-    """One question's answer, recorded; or the error that keeps it from being answered."""
+) -> Decision | ServiceError:
+    """One question's decision, not yet recorded; or the error that keeps it from being made."""
     try:
         if isinstance(question, ServiceError):
             raise question
         where = _locate(question, found, known)
         cell = (question.role, where.area, where.phase, question.action)
         area = validate(facts.workflow, role=cell[0], action=cell[3], area=cell[1], phase=cell[2])
-        decision = decide(facts.policy(question.tenant, where.policy_version), area, cell)
+        return decide(facts.policy(question.tenant, where.policy_version), area, cell)
     except ServiceError as error:
         if error.status >= 500:
             raise
         return error
-    return Answer(record(decision, question.assessment, key), decision, question.assessment)
+
+
+def _recorded(
+    key: Key,
+    asked: Sequence[Asked],
+    decided: Sequence[Decision | ServiceError],
+    record: Record | None,
+) -> list[Answer | ServiceError]:
+    """The decisions recorded, each as its answer under its new id; the errors as they are."""
+    about = [
+        (d, q.assessment)
+        for q, d in zip(asked, decided, strict=True)
+        if isinstance(d, Decision) and isinstance(q, Question)
+    ]
+    if record is None:
+        ids = decision_log.record_all(about, key)
+    else:
+        ids = [record(d, assessment, key) for d, assessment in about]
+    made = iter(zip(ids, about, strict=True))
+    answers: list[Answer | ServiceError] = []
+    for d in decided:
+        if isinstance(d, ServiceError):
+            answers.append(d)
+        else:
+            decision_id, (decision, assessment) = next(made)
+            answers.append(Answer(decision_id, decision, assessment))
+    return answers
 
 
 def _locate(

@@ -13,7 +13,8 @@ from dataclasses import replace
 import pytest
 from sqlalchemy import event
 
-from service import decisions
+from service import decisions, policy_changes
+from service.cli import default_cells
 from service.db import Database
 from service.decisions import Answer, Question, Stored
 from service.errors import Forbidden, InvalidRequest, NotFound, ServiceError, Unavailable
@@ -194,6 +195,24 @@ def test_a_store_failure_while_deciding_fails_the_whole_batch(
     asked = [BY_PHASE, Question("default", "parent", "view", assessment="s1")]
     with pytest.raises(Unavailable):
         _answers(db, policy_engine, ALL, asked)
+
+
+def test_a_store_failure_in_a_batch_logs_none_of_the_decisions_made_before_it(
+    api: Api, db: Database, policy_engine: PolicyEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Nothing is answered when the store fails: the decisions made before the failure (the
+    default tenant's, from its cached policy) are not in the log either."""
+    with db.write() as conn:
+        policy_changes.create_tenant(conn, "north", default_cells(), actor="test")
+    assert not isinstance(_answers(db, policy_engine, ALL, [BY_PHASE])[0], ServiceError)
+    policy_engine.forget("north")  # its rows must be read, and cannot be
+    with db.write() as conn:
+        conn.exec_driver_sql("DROP TABLE casbin_rule")
+    caplog.set_level(logging.INFO, logger="workflow_authz.decisions")
+    caplog.clear()
+    with pytest.raises(Unavailable):
+        _answers(db, policy_engine, ALL, [BY_PHASE, replace(BY_PHASE, tenant="north")])
+    assert [r for r in caplog.records if r.name == "workflow_authz.decisions"] == []
 
 
 def test_permissions_list_the_buttons_to_show(api: Api) -> None:

@@ -221,3 +221,60 @@ def test_answers_serialise_as_declared() -> None:
         error=shapes.ErrorObject(code="invalid_request", message="bad", field="role")
     )
     assert '"field":"role"' in named.model_dump_json()
+
+
+TRICKY = [
+    "plain",
+    "é ünï 中文 🙂",
+    'quote " back \\ slash',
+    "ctl \x00 \x1f \t \n \x7f",
+    "\u2028/\u2029",
+]
+
+
+@pytest.mark.parametrize("text", TRICKY)
+def test_a_batch_of_plain_rows_is_the_bytes_of_its_declared_results(text: str) -> None:
+    """The batch answer is built as plain rows for speed: its bytes must be those the declared
+    BatchResults serialises to, decisions (a deny without a rule, an assessment or not) and
+    errors (with and without a field) alike, whatever the strings hold."""
+    allowed = dict(
+        decision_id="ab" * 16,
+        allowed=True,
+        tenant="t",
+        role=text,
+        action="advance",
+        area="a",
+        phase="p",
+        assessment=text,
+        policy_version=3,
+        rule=["t", text, "a", "p", "advance"],
+        reason=f"Allowed: {text}.",
+    )
+    denied = {**allowed, "allowed": False, "assessment": None, "rule": None}
+    rows = [
+        {**allowed, "id": text},
+        {**denied, "id": "2"},
+        shapes.batch_error(text, "not_found", f"unknown {text!r}", "assessment"),
+        shapes.batch_error("4", "forbidden", text, None),
+    ]
+    declared = shapes.BatchResults(
+        [
+            shapes.BatchDecision(**{**allowed, "id": text}),
+            shapes.BatchDecision(**{**denied, "id": "2"}),
+            shapes.BatchError(
+                text,
+                shapes.ErrorObject(
+                    code="not_found", message=f"unknown {text!r}", field="assessment"
+                ),
+            ),
+            shapes.BatchError("4", shapes.ErrorObject(code="forbidden", message=text)),
+        ]
+    )
+    assert shapes.batch_json(rows) == shapes.to_json(declared)
+
+
+def test_a_batch_row_json_cannot_encode_ends_as_the_declared_results_do() -> None:
+    """A lone surrogate: orjson refuses it; the declared serialiser's error is what escapes."""
+    rows = [shapes.batch_error("\ud800", "invalid_request", "bad", None)]
+    with pytest.raises(ValueError, match="surrogates not allowed"):
+        shapes.batch_json(rows)

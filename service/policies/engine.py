@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +52,15 @@ class Decision:
 
 @dataclass(frozen=True)
 class TenantPolicy:
-    """One tenant's rows at one version, compiled for membership tests."""
+    """One tenant's rows at one version, compiled for membership tests. A policy never changes
+    (a write makes a new version, so a new TenantPolicy): `decided` remembers each cell's
+    Decision, reason sentence included, the first time `decide` makes it. Only cells that
+    `validate` accepted reach it, so it holds at most the definition's cells."""
 
     tenant: str
     version: int
     cells: frozenset[Cell]
+    decided: dict[Cell, Decision] = field(default_factory=dict, compare=False, repr=False)
 
 
 class PolicyEngine:
@@ -146,7 +150,16 @@ def validate(workflow: Workflow, *, role: str, action: str, area: str, phase: st
 
 def decide(policy: TenantPolicy, area: Area, cell: Cell) -> Decision:
     """The answer to one valid (role, area, phase, action) question under a tenant's policy:
-    pure, the one place a decision is made (the API, the CLI's `test` and the benchmarks)."""
+    pure, the one place a decision is made (the API, the CLI's `test` and the benchmarks).
+    Made once per policy and cell (TenantPolicy.decided): a batch asks the same cells again."""
+    decision = policy.decided.get(cell)
+    if decision is None:
+        decision = policy.decided.setdefault(cell, _decided(policy, area, cell))
+    return decision
+
+
+def _decided(policy: TenantPolicy, area: Area, cell: Cell) -> Decision:
+    """The decision and its reason, as `decide` remembers it."""
     allowed = cell in policy.cells
     role, area_id, phase, action = cell
     return Decision(
