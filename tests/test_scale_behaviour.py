@@ -215,3 +215,46 @@ def test_a_version_change_elsewhere_reloads_that_tenant_only(process: Process) -
 def _area_phase(process: Process, index: int) -> tuple[str, str]:
     found = process.store.content.assessments(index)[0]
     return found.area, found.phase
+
+
+def test_a_batch_about_many_tenants_finds_each_assessment_by_its_key_not_by_a_scan(
+    process: Process,
+) -> None:
+    """A batch of 100 questions about 100 tenants' assessments reads where they are in one
+    statement that looks each one up by primary key: SQLite plans a row-value IN list as a scan
+    of every assessment in the store, whose cost grows with the store, not the batch."""
+    statements: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "FROM" in statement and "assessments" in statement:
+            statements.append((statement, parameters))
+
+    event.listen(process.queries.engine, "before_cursor_execute", record)
+    try:
+        found = [process.store.content.assessments(i)[0] for i in range(100)]
+        body = {
+            "requests": [
+                {
+                    "id": str(n),
+                    "tenant": a.tenant,
+                    "role": "parent",
+                    "action": "view",
+                    "assessment": a.id,
+                }
+                for n, a in enumerate(found)
+            ]
+        }
+        reply = process.client.post(
+            "/authorize/batch", json=body, headers={"Authorization": f"Bearer {process.store.key}"}
+        )
+    finally:
+        event.remove(process.queries.engine, "before_cursor_execute", record)
+    assert reply.status_code == 200
+    assert all("allowed" in r for r in reply.get_json()["results"])
+    (statement, parameters), *_ = statements
+    with process.queries.engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        plan = [row[3] for row in raw.execute(f"EXPLAIN QUERY PLAN {statement}", parameters)]
+    assert not [step for step in plan if step.startswith("SCAN assessments")], plan
+    assert any(step.startswith("SEARCH assessments USING") for step in plan), plan
