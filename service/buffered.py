@@ -62,11 +62,22 @@ class BufferedWSGI:
     loop's own thread, one request at a time), each request handed over only once its whole body
     has arrived."""
 
-    def __init__(self, app: WSGIApp, *, threads: int, max_body: int, body_timeout: float) -> None:
+    def __init__(
+        self,
+        app: WSGIApp,
+        *,
+        threads: int,
+        max_body: int,
+        body_timeout: float,
+        inline: frozenset[str] = frozenset(),
+    ) -> None:
         self.app = app
         self.max_body = max_body
         self.body_timeout = body_timeout
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="wsgi") if threads else None
+        self.inline = inline
+        """Paths run on the loop's own thread even with a pool: short requests that never wait
+        on a lock, for which handing over to a thread costs more than the request."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -85,7 +96,7 @@ class BufferedWSGI:
             environ["CONTENT_LENGTH"] = str(len(body))
             environ.pop("HTTP_TRANSFER_ENCODING", None)
         answer = Answer()
-        if self.pool is None:
+        if self.pool is None or scope["path"] in self.inline:
             content = self._run(environ, answer)  # on the loop's thread: one request at a time
         else:
             loop = asyncio.get_running_loop()

@@ -80,6 +80,13 @@ SETTINGS: tuple[Setting, ...] = (
         "arrived reach them).",
     ),
     Setting(
+        "DECISIONS_INLINE",
+        True,
+        "Run POST /authorize and /authorize/batch on each worker's event loop thread rather than "
+        "handing them to THREADS: they never wait on a lock, and the handover costs more than "
+        "the decision (+50 % on SQLite, +87 % on PostgreSQL, measured).",
+    ),
+    Setting(
         "SECRET_KEY",
         "",
         "Signs admin sessions; when empty, generated into a secret_key file beside a SQLite "

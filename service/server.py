@@ -30,6 +30,11 @@ WORKER_TARGET = "service.server:worker_app"
 """What each worker imports and calls to build its app (after the fork)."""
 SLOTS_ENV = "WORKFLOW_AUTHZ_HASH_SLOTS_FOLDER"
 """Where `serve` tells its workers the shared hash slot files are (set by serving_state)."""
+DECISION_PATHS = frozenset({"/authorize", "/authorize/batch"})
+"""The API's decision requests (api.authorize, api.authorize_batch): read-only, one indexed
+statement that waits on no lock (PostgreSQL's snapshots, SQLite's WAL readers). With
+DECISIONS_INLINE they run on the worker's event loop thread: the handover to a pool thread and
+back cost more than the decision itself (README, "HTTP: `python -m bench.http`")."""
 STOP_TIMEOUT = 10
 """Seconds a stopping worker may take to finish its requests in flight before it is killed."""
 RESPAWN_INTERVAL = 0.5
@@ -51,6 +56,7 @@ class ServerSettings:
     max_connections: int
     backlog: int
     threads: int
+    decisions_inline: bool
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> ServerSettings:
@@ -64,6 +70,7 @@ class ServerSettings:
             max_connections=_within(config, "MAX_CONNECTIONS", 1, 100_000),
             backlog=_within(config, "BACKLOG", 128, 65_535),
             threads=_within(config, "THREADS", 0, 256),
+            decisions_inline=bool(config["DECISIONS_INLINE"]),
         )
 
 
@@ -116,6 +123,7 @@ def buffered(load: Callable[[], Any]) -> Any:
         threads=settings.threads,
         max_body=settings.max_body_bytes,
         body_timeout=settings.body_timeout,
+        inline=DECISION_PATHS if settings.decisions_inline else frozenset(),
     )
 
 

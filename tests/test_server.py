@@ -214,3 +214,38 @@ def _poll_refused(server: Server) -> None:
             pass
         time.sleep(0.01)
     raise AssertionError("the server still accepts connections after SIGTERM")
+
+
+@pytest.mark.parametrize("inline", [True, False])
+def test_decisions_are_answered_while_every_thread_waits_on_a_write_lock(
+    sqlite_url: str, inline: bool
+) -> None:
+    """One worker with one thread; a create holds that thread, waiting on a write lock the test
+    holds. Decisions run on the worker's event loop (DECISIONS_INLINE, the default), so
+    /authorize is still answered; with the setting off it queues behind the create."""
+    key = _store(sqlite_url)
+    path = make_url(sqlite_url).database
+    assert path is not None
+    env = {f"{PREFIX}THREADS": "1", f"{PREFIX}DECISIONS_INLINE": str(inline).lower()}
+    with serving(sqlite_url, workers=1, env=env) as server:
+        lock = sqlite3.connect(path, isolation_level=None)
+        lock.execute("BEGIN IMMEDIATE")
+        answers: list[Reply] = []
+        body = {"tenant": TENANT, "id": "held-1", "area": "behaviour"}
+        thread = threading.Thread(
+            target=lambda: answers.append(server.post_json("/assessments", body, key, WAIT))
+        )
+        try:
+            thread.start()
+            poll(server, lambda: _waiting_for_the_lock(server), WAIT)
+            try:
+                decided = server.post_json("/authorize", QUESTION, key, timeout=5).status
+            except TimeoutError:
+                decided = None
+            assert thread.is_alive(), "the create still waits on the lock"
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+            thread.join(WAIT)
+        assert [a.status for a in answers] == [201]
+        assert decided == (200 if inline else None)
