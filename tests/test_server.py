@@ -13,6 +13,8 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -166,26 +168,37 @@ def test_sigterm_finishes_the_request_in_flight_then_exits_cleanly(sqlite_url: s
     path = make_url(sqlite_url).database
     assert path is not None
     with serving(sqlite_url, workers=2) as server:
-        lock = sqlite3.connect(path, isolation_level=None)
-        lock.execute("BEGIN IMMEDIATE")
-        answers: list[Reply] = []
-        body = {"tenant": TENANT, "id": "in-flight-1", "area": "behaviour"}
-        thread = threading.Thread(
-            target=lambda: answers.append(server.post_json("/assessments", body, key, WAIT))
-        )
-        try:
-            thread.start()
-            poll(server, lambda: _waiting_for_the_lock(server), WAIT)
+        with _create_waiting_on_a_lock(server, key, path, "in-flight-1") as (answers, thread):
             server.process.send_signal(signal.SIGTERM)
             _poll_refused(server)
             assert thread.is_alive() and server.process.poll() is None  # still finishing it
-        finally:
-            lock.execute("ROLLBACK")
-            lock.close()
-            thread.join(WAIT)
         assert [a.status for a in answers] == [201]
         assert server.process.wait(WAIT) == 0
         assert '"assessment":"in-flight-1"' in server.log_tail(200)
+
+
+@contextmanager
+def _create_waiting_on_a_lock(
+    server: Server, key: str, path: str, assessment: str
+) -> Iterator[tuple[list[Reply], threading.Thread]]:
+    """While the block runs, a create of `assessment` is inside a worker, waiting on a write
+    lock the test holds (SQLite's busy timeout); its answer is in the list once the block ends
+    and the lock goes."""
+    lock = sqlite3.connect(path, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    answers: list[Reply] = []
+    body = {"tenant": TENANT, "id": assessment, "area": "behaviour"}
+    thread = threading.Thread(
+        target=lambda: answers.append(server.post_json("/assessments", body, key, WAIT))
+    )
+    try:
+        thread.start()
+        poll(server, lambda: _waiting_for_the_lock(server), WAIT)
+        yield answers, thread
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+        thread.join(WAIT)
 
 
 def _waiting_for_the_lock(server: Server) -> bool:
@@ -228,24 +241,11 @@ def test_decisions_are_answered_while_every_thread_waits_on_a_write_lock(
     assert path is not None
     env = {f"{PREFIX}THREADS": "1", f"{PREFIX}DECISIONS_INLINE": str(inline).lower()}
     with serving(sqlite_url, workers=1, env=env) as server:
-        lock = sqlite3.connect(path, isolation_level=None)
-        lock.execute("BEGIN IMMEDIATE")
-        answers: list[Reply] = []
-        body = {"tenant": TENANT, "id": "held-1", "area": "behaviour"}
-        thread = threading.Thread(
-            target=lambda: answers.append(server.post_json("/assessments", body, key, WAIT))
-        )
-        try:
-            thread.start()
-            poll(server, lambda: _waiting_for_the_lock(server), WAIT)
+        with _create_waiting_on_a_lock(server, key, path, "held-1") as (answers, thread):
             try:
-                decided = server.post_json("/authorize", QUESTION, key, timeout=5).status
+                decided: int | None = server.post_json("/authorize", QUESTION, key, 5).status
             except TimeoutError:
                 decided = None
             assert thread.is_alive(), "the create still waits on the lock"
-        finally:
-            lock.execute("ROLLBACK")
-            lock.close()
-            thread.join(WAIT)
         assert [a.status for a in answers] == [201]
         assert decided == (200 if inline else None)
