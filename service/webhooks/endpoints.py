@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, insert, select, update
+from sqlalchemy import Connection, Row, case, delete, insert, select, update
 
 from service.errors import Conflict, InvalidRequest, NotFound
 from service.limits import MAX_NUMBER, MAX_TEXT, text_problem
@@ -100,10 +100,16 @@ def _refuse_same_url(conn: Connection, tenant: str, url: str) -> None:
         )
 
 
+_UNSENT = PolicyVersion.event_seq - WebhookEndpoint.delivered_seq
+BACKLOG = case((_UNSENT > 0, _UNSENT), else_=0)
+"""An endpoint's backlog, with its tenant's policy_versions row joined: the tenant's events it
+has not had yet (what `webhooks list`, the admin page and the metrics show)."""
+
+
 def listing(conn: Connection, tenant: str | None = None) -> list[Listed]:
     """The endpoints (of one tenant, or all), oldest first, with their backlog."""
     query = (
-        _ENDPOINT.add_columns(PolicyVersion.event_seq.label("last_seq"))
+        _ENDPOINT.add_columns(BACKLOG.label("backlog"))
         .join(PolicyVersion, PolicyVersion.tenant == WebhookEndpoint.tenant)
         .order_by(WebhookEndpoint.id)
     )
@@ -121,7 +127,7 @@ def listing(conn: Connection, tenant: str | None = None) -> list[Listed]:
             e.last_status,
             e.last_error,
             e.last_success_at,
-            max(0, e.last_seq - e.delivered_seq),
+            e.backlog,
         )
         for e in conn.execute(query)
     ]

@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, and_, func, or_, select, text, update
 
 from service.models import WEBHOOK_STATES, Event, PolicyVersion, WebhookEndpoint
-from service.webhooks.endpoints import Stored
+from service.webhooks.endpoints import BACKLOG, Stored
 
 E = WebhookEndpoint
 
@@ -181,11 +181,11 @@ def backlog(conn: Connection) -> dict[str, tuple[int, int]]:
         select(
             E.state,
             func.count(),
-            func.coalesce(func.sum(PolicyVersion.event_seq - E.delivered_seq), 0),
+            func.coalesce(func.sum(BACKLOG), 0),
         )
         .join(PolicyVersion, PolicyVersion.tenant == E.tenant)
         .group_by(E.state)
     )
     found = {state: (0, 0) for state in WEBHOOK_STATES}
-    found.update({r[0]: (int(r[1]), max(0, int(r[2]))) for r in rows})
+    found.update({r[0]: (int(r[1]), int(r[2])) for r in rows})
     return found
