@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -178,4 +179,18 @@ def run(host: str, port: int, workers: int) -> None:
         from service.webhooks.delivery import alongside  # imports the metrics: after the folder
 
         with alongside(config):  # the delivery loop: one process beside the workers
+            os.register_at_fork(after_in_child=_stop_at_once)
             build(host, port, workers, settings).serve()
+
+
+def _stop_at_once() -> None:
+    """In a worker just forked: SIGTERM and SIGINT end it at once until granian sets its own
+    graceful handlers, which happens before it accepts a connection.
+
+    A forked worker inherits the supervisor's Python handler, which in the child only sets a flag
+    nobody reads: a stop that arrived while a worker was still starting was lost, so that worker
+    went on serving until killed after STOP_TIMEOUT, and the requests in flight on the other
+    workers were killed with it (tests/test_server.py). A worker still starting has no request to
+    finish, so the default action is the graceful one."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -177,6 +177,36 @@ def test_sigterm_finishes_the_request_in_flight_then_exits_cleanly(sqlite_url: s
         assert '"assessment":"in-flight-1"' in server.log_tail(200)
 
 
+def test_sigterm_stops_a_worker_that_is_still_starting_at_once(sqlite_url: str) -> None:
+    """A stop that arrives while a worker is still building its app ends that worker at once: it
+    has no request to finish. Before, the forked worker inherited the supervisor's handler, the
+    stop was lost, and the worker was killed only after STOP_TIMEOUT (so were the requests in
+    flight on the others). The worker's start is held for real: the session key file beside the
+    SQLite store is a named pipe, read by `serve` first (the test writes it a key) and then by
+    each worker as it builds its app (nothing writes it again)."""
+    _store(sqlite_url)
+    folder = Path(make_url(sqlite_url).database or "").parent
+    pipe = folder / "secret_key"
+    os.mkfifo(pipe)
+    env = {f"{PREFIX}SECRET_KEY": "", f"{PREFIX}WEBHOOK_DELIVERY": "false"}
+    with serving(sqlite_url, workers=1, env=env, wait=False) as server:
+        pipe.write_text("k" * 64)  # opens once `serve` reads it: its own check of the key
+        poll(server, lambda: _starting_on(server, pipe), WAIT)
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(WAIT) == 0
+        log = server.log_tail(200)
+        assert "Started worker-1" not in log
+        assert "refused to gracefully stop" not in log, log
+
+
+def _starting_on(server: Server, pipe: Path) -> bool:
+    """Whether the server's worker is blocked opening `pipe` (building its app)."""
+    for worker in server.workers():
+        if Path(f"/proc/{worker}/wchan").read_text().strip() == "wait_for_partner":
+            return True
+    return False
+
+
 @contextmanager
 def _create_waiting_on_a_lock(
     server: Server, key: str, path: str, assessment: str
