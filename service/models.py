@@ -18,6 +18,7 @@ from sqlalchemy import (
     Integer,
     String,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -208,6 +209,7 @@ class WebhookEndpoint(Base):
             "state IN ('active', 'failing', 'disabled')", name="ck_webhook_endpoints_state"
         ),
         Index("ix_webhook_endpoints_tenant", "tenant", "id"),
+        UniqueConstraint("tenant", "url", name="uq_webhook_endpoints_url"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -8,14 +8,19 @@ endpoint or a URL taken exits 1, and either way nothing is written."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from standardwebhooks import Webhook
 
 from service.cli import main
@@ -166,6 +171,97 @@ def test_add_refuses_an_unknown_tenant_and_a_url_the_tenant_has_already(
     assert cli("tenants", "create", "north").exit_code == 0
     add(cli, "--tenant", "north", "--url", PUBLIC)  # another tenant's receiver may be the same
     assert [r.tenant for r in stored(store_url)] == ["default", "north"]
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "HTTP://93.184.215.14/hooks/feed",
+        "http://93.184.215.14:80/hooks/feed",
+        "http://93.184.215.14:0080/hooks/feed",
+    ],
+)
+def test_another_spelling_of_a_url_the_tenant_has_is_the_same_endpoint(
+    cli: Cli, store_url: str, spelling: str
+) -> None:
+    first, _, _ = add(cli, "--tenant", "default", "--url", PUBLIC)
+    again = cli("webhooks", "add", "--tenant", "default", "--url", spelling)
+    assert again.exit_code == 1 and f"has endpoint {first} for this URL already" in again.stderr
+    assert [r.url for r in stored(store_url)] == [PUBLIC]
+
+
+def test_a_url_is_stored_in_one_spelling_and_its_path_as_written(cli: Cli, store_url: str) -> None:
+    v6 = "2606:2800:21f:cb07:6820:80da:af6b:8b2c"
+    add(cli, "--tenant", "default", "--url", "HTTPS://93.184.215.14:443")
+    add(cli, "--tenant", "default", "--url", "https://93.184.215.14/Hooks?To=Feed")
+    add(cli, "--tenant", "default", "--url", "https://93.184.215.14:8443/hooks")
+    add(cli, "--tenant", "default", "--url", f"http://[{v6.upper()}]:80/hooks")
+    assert [r["url"] for r in rows(cli, "--tenant", "default")] == [
+        "https://93.184.215.14/",
+        "https://93.184.215.14/Hooks?To=Feed",
+        "https://93.184.215.14:8443/hooks",
+        f"http://[{v6}]/hooks",
+    ]
+    for taken in ("https://93.184.215.14/", f"HTTP://[{v6}]/hooks"):
+        again = cli("webhooks", "add", "--tenant", "default", "--url", taken)
+        assert again.exit_code == 1 and "for this URL already" in again.stderr, taken
+
+
+def test_two_adds_of_one_url_at_once_store_one_endpoint(store_url: str, db: Database) -> None:
+    """An add of the URL waits, in its own process, while another add of it is not committed
+    yet; once that one commits, the waiting one is refused as a URL the tenant has already. (On
+    PostgreSQL both once read "no such endpoint" and both stored one.) The first add's
+    transaction is the test's own, without the store's idle timeout: the other process takes
+    longer to start than that timeout allows."""
+    with db.engine.connect() as conn, conn.execution_options(sqlite_begin="IMMEDIATE").begin():
+        first, _ = endpoints.add(conn, "default", PUBLIC, "first", allow_private=False)
+        other = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "webhooks", "add"]
+            + ["--tenant", "default", "--url", PUBLIC],
+            env={**os.environ, "WORKFLOW_AUTHZ_DATABASE_URL": store_url},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        _until(lambda: other.poll() is not None or _waits_on_a_lock(other.pid, db))
+    out, err = other.communicate(timeout=WAIT)
+    assert other.returncode == 1, out + err
+    assert f"has endpoint {first} for this URL already" in err
+    assert [(r.id, r.name) for r in stored(store_url)] == [(first, "first")]
+
+
+WAIT = 60.0
+"""How long a condition may take to come true before the test fails."""
+
+
+def _until(condition: Callable[[], bool]) -> None:
+    """Poll `condition` until it holds; fail after WAIT seconds."""
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.01)
+
+
+def _waits_on_a_lock(pid: int, db: Database) -> bool:
+    """Whether the process `pid` waits on a lock this test's transaction holds: on PostgreSQL a
+    session of the store waiting on a lock; on SQLite a thread of the process asleep in SQLite's
+    busy handler (the write lock)."""
+    if db.engine.dialect.name == "postgresql":
+        with db.read() as conn:
+            waiting = conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            ).scalar_one()
+        return bool(waiting)
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            if (task / "wchan").read_text().strip() == "hrtimer_nanosleep":
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def test_add_without_a_url_is_a_usage_error(cli: Cli) -> None:

@@ -25,6 +25,8 @@ from urllib.parse import SplitResult, urlsplit
 from service.limits import MAX_URL
 
 SCHEMES = ("http", "https")
+DEFAULT_PORTS = {"http": 80, "https": 443}
+"""The port each scheme connects to when its URL names none."""
 ALLOW_PRIVATE_HINT = "refused unless WORKFLOW_AUTHZ_WEBHOOK_ALLOW_PRIVATE=true"
 MAX_HOST = 253
 """The longest DNS name."""
@@ -57,11 +59,25 @@ def problem(url: str, *, allow_private: bool) -> str | None:
         return shape
     hostname = parts.hostname or ""
     try:
-        found = resolve(hostname, parts.port or (443 if parts.scheme == "https" else 80))
+        found = resolve(hostname, parts.port or DEFAULT_PORTS[parts.scheme])
     except (OSError, UnicodeError) as error:
         reason = getattr(error, "strerror", None) or error
         return f"has a host {hostname!r} that does not resolve ({reason}): check its spelling"
     return None if allow_private else private_problem(hostname, found)
+
+
+def canonical(url: str) -> str:
+    """One spelling of a URL whose form passed `form_problem`, so that two spellings of one
+    receiver are one endpoint: scheme and host in lower case, no default port (80 for http,
+    443 for https), `/` for an empty path. The path and query are kept as written (a receiver
+    may tell their case apart)."""
+    parts = urlsplit(url)
+    hostname = parts.hostname or ""
+    netloc = f"[{hostname}]" if ":" in hostname else hostname
+    if parts.port is not None and parts.port != DEFAULT_PORTS[parts.scheme]:
+        netloc += f":{parts.port}"
+    query = f"?{parts.query}" if parts.query else ""
+    return f"{parts.scheme}://{netloc}{parts.path or '/'}{query}"
 
 
 def form_problem(url: str) -> str | None:

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Row, case, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from service.errors import Conflict, InvalidRequest, NotFound
 from service.limits import MAX_NUMBER, MAX_TEXT, text_problem
@@ -54,11 +55,14 @@ def add(
     """Register an endpoint for the tenant's events from now on; its id and its secret, which is
     never shown again. Refused, with nothing stored: an unknown tenant (NotFound), a URL the
     service may not deliver to or a name that is not free text (InvalidRequest), a URL the
-    tenant has an endpoint for already (Conflict: every event would be sent to it twice)."""
+    tenant has an endpoint for already, in any spelling of it (Conflict: every event would be
+    sent to it twice), also when a concurrent add stored it after this one looked (the unique
+    index on tenant and URL decides). The URL is stored in its `addresses.canonical` spelling."""
     require_version(conn, tenant)
     problem = addresses.problem(url, allow_private=allow_private)
     if problem is not None:
         raise InvalidRequest(f"webhook URL {problem}", field="url")
+    url = addresses.canonical(url)
     name = name if name is not None else addresses.host(url)[:MAX_TEXT]
     named = text_problem(name, MAX_TEXT)
     if named is not None:
@@ -68,20 +72,17 @@ def add(
         select(PolicyVersion.event_seq).where(PolicyVersion.tenant == tenant)
     ).scalar_one()
     secret = new_secret()
-    endpoint_id: int = conn.execute(
-        insert(WebhookEndpoint)
-        .values(
-            tenant=tenant,
-            name=name,
-            url=url,
-            secret=secret,
-            state="active",
-            delivered_seq=last,
-            attempts=0,
-            created_at=utcnow(),
-        )
-        .returning(WebhookEndpoint.id)
-    ).scalar_one()
+    row = dict(tenant=tenant, name=name, url=url, secret=secret, state="active")
+    try:
+        with conn.begin_nested():
+            endpoint_id: int = conn.execute(
+                insert(WebhookEndpoint)
+                .values(**row, delivered_seq=last, attempts=0, created_at=utcnow())
+                .returning(WebhookEndpoint.id)
+            ).scalar_one()
+    except IntegrityError:
+        _refuse_same_url(conn, tenant, url)  # a concurrent add's row, committed meanwhile
+        raise
     return endpoint_id, secret
 
 

@@ -24,8 +24,6 @@ from urllib.parse import urlsplit
 
 from service.webhooks import addresses
 
-DEFAULT_PORTS = {"http": 80, "https": 443}
-
 
 @dataclass(frozen=True)
 class Answer:
@@ -79,7 +77,7 @@ def post(
 ) -> Answer:
     """POST the body to the URL; a 2xx status and headers received within `timeout` is success."""
     parts = urlsplit(url)
-    host, port = parts.hostname or "", parts.port or DEFAULT_PORTS[parts.scheme]
+    host, port = parts.hostname or "", parts.port or addresses.DEFAULT_PORTS[parts.scheme]
     try:
         found = addresses.resolve(host, port)
     except OSError as error:

@@ -47,6 +47,7 @@ def upgrade() -> None:
         sa.CheckConstraint(
             "state IN ('active', 'failing', 'disabled')", name="ck_webhook_endpoints_state"
         ),
+        sa.UniqueConstraint("tenant", "url", name="uq_webhook_endpoints_url"),
     )
     op.create_index("ix_webhook_endpoints_tenant", "webhook_endpoints", ["tenant", "id"])
 
