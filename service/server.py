@@ -40,6 +40,8 @@ STOP_TIMEOUT = 10
 """Seconds a stopping worker may take to finish its requests in flight before it is killed."""
 RESPAWN_INTERVAL = 0.5
 """Seconds granian waits after starting a worker in place of one that died."""
+STOPS = {signal.SIGTERM, signal.SIGINT}
+"""The signals that stop `serve` and each of its workers."""
 MIN_HEADER_BYTES = 8192
 """granian's smallest read buffer, and so the smallest header limit it can keep."""
 MAX_HEADER_TIMEOUT = 60
@@ -179,18 +181,33 @@ def run(host: str, port: int, workers: int) -> None:
         from service.webhooks.delivery import alongside  # imports the metrics: after the folder
 
         with alongside(config):  # the delivery loop: one process beside the workers
-            os.register_at_fork(after_in_child=_stop_at_once)
+            os.register_at_fork(
+                before=_hold_stops, after_in_parent=_release_stops, after_in_child=_stop_at_once
+            )
             build(host, port, workers, settings).serve()
+
+
+def _hold_stops() -> None:
+    """Before a fork: a stop signal waits (pending) until the fork is done, so that a child
+    cannot get one before `_stop_at_once` has run."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOPS)
+
+
+def _release_stops() -> None:
+    """After a fork, in the supervisor: its stop signals are delivered again."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPS)
 
 
 def _stop_at_once() -> None:
     """In a worker just forked: SIGTERM and SIGINT end it at once until granian sets its own
-    graceful handlers, which happens before it accepts a connection.
+    graceful handlers, which happens before it accepts a connection. A stop sent meanwhile was
+    held (`_hold_stops`) and takes effect as the signals are released here.
 
     A forked worker inherits the supervisor's Python handler, which in the child only sets a flag
     nobody reads: a stop that arrived while a worker was still starting was lost, so that worker
     went on serving until killed after STOP_TIMEOUT, and the requests in flight on the other
     workers were killed with it (tests/test_server.py). A worker still starting has no request to
     finish, so the default action is the graceful one."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    for stop in STOPS:
+        signal.signal(stop, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPS)

@@ -5,6 +5,7 @@ processes, real signals; every wait polls for its condition with a deadline."""
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import signal
@@ -190,13 +191,33 @@ def test_sigterm_stops_a_worker_that_is_still_starting_at_once(sqlite_url: str) 
     os.mkfifo(pipe)
     env = {f"{PREFIX}SECRET_KEY": "", f"{PREFIX}WEBHOOK_DELIVERY": "false"}
     with serving(sqlite_url, workers=1, env=env, wait=False) as server:
-        pipe.write_text("k" * 64)  # opens once `serve` reads it: its own check of the key
+        _write_when_read(server, pipe, b"k" * 64)  # `serve`'s own check of the key
         poll(server, lambda: _starting_on(server, pipe), WAIT)
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(WAIT) == 0
         log = server.log_tail(200)
         assert "Started worker-1" not in log
         assert "refused to gracefully stop" not in log, log
+
+
+def _write_when_read(server: Server, pipe: Path, data: bytes) -> None:
+    """Write `data` into the named pipe once a reader has it open (polling, while the server
+    lives, with a deadline: opening a pipe for writing waits for a reader otherwise)."""
+
+    def opened() -> bool:
+        try:
+            fd = os.open(pipe, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as error:
+            if error.errno == errno.ENXIO:  # no reader yet
+                return False
+            raise
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        return True
+
+    poll(server, opened, WAIT)
 
 
 def _starting_on(server: Server, pipe: Path) -> bool:
