@@ -191,20 +191,36 @@ def test_another_spelling_of_a_url_the_tenant_has_is_the_same_endpoint(
 
 
 def test_a_url_is_stored_in_one_spelling_and_its_path_as_written(cli: Cli, store_url: str) -> None:
-    v6 = "2606:2800:21f:cb07:6820:80da:af6b:8b2c"
-    add(cli, "--tenant", "default", "--url", "HTTPS://93.184.215.14:443")
+    v6 = "2606:2800:21f:cb07::8b2c"
+    _, _, added = add(cli, "--tenant", "default", "--url", "HTTPS://93.184.215.14:443")
+    assert "'default': https://93.184.215.14/\n" in added.output  # as stored
     add(cli, "--tenant", "default", "--url", "https://93.184.215.14/Hooks?To=Feed")
-    add(cli, "--tenant", "default", "--url", "https://93.184.215.14:8443/hooks")
-    add(cli, "--tenant", "default", "--url", f"http://[{v6.upper()}]:80/hooks")
+    add(cli, "--tenant", "default", "--url", "https://93.184.215.14:8443/hooks/%7e/./a")
+    add(cli, "--tenant", "default", "--url", "http://[2606:2800:021F:CB07:0:0:0:8B2C]:80/hooks")
     assert [r["url"] for r in rows(cli, "--tenant", "default")] == [
         "https://93.184.215.14/",
         "https://93.184.215.14/Hooks?To=Feed",
-        "https://93.184.215.14:8443/hooks",
+        "https://93.184.215.14:8443/hooks/%7E/./a",
         f"http://[{v6}]/hooks",
     ]
-    for taken in ("https://93.184.215.14/", f"HTTP://[{v6}]/hooks"):
+    for taken in (
+        "https://93.184.215.14/",
+        "https://93.184.215.14:8443/hooks/%7E/./a",
+        f"HTTP://[{v6.upper()}]/hooks",
+        "http://[2606:2800:21f:cb07:0::8b2c]/hooks",
+    ):
         again = cli("webhooks", "add", "--tenant", "default", "--url", taken)
         assert again.exit_code == 1 and "for this URL already" in again.stderr, taken
+
+
+def test_a_url_that_its_one_spelling_makes_too_long_is_refused(cli: Cli, store_url: str) -> None:
+    """2000 characters as given, 2001 once `/` is added for the empty path: refused as too long
+    (PostgreSQL once refused the row, which was answered as the store being unavailable)."""
+    base = "http://93.184.215.14?q="
+    url = base + "a" * (2000 - len(base))
+    result = cli("webhooks", "add", "--tenant", "default", "--url", url)
+    assert result.exit_code == 2 and "is longer than 2000 characters" in result.stderr
+    assert stored(store_url) == []
 
 
 def test_two_adds_of_one_url_at_once_store_one_endpoint(store_url: str, db: Database) -> None:

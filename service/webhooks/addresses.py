@@ -27,6 +27,7 @@ from service.limits import MAX_URL
 SCHEMES = ("http", "https")
 DEFAULT_PORTS = {"http": 80, "https": 443}
 """The port each scheme connects to when its URL names none."""
+_ESCAPE = re.compile("%[0-9a-fA-F]{2}")
 ALLOW_PRIVATE_HINT = "refused unless WORKFLOW_AUTHZ_WEBHOOK_ALLOW_PRIVATE=true"
 MAX_HOST = 253
 """The longest DNS name."""
@@ -68,16 +69,19 @@ def problem(url: str, *, allow_private: bool) -> str | None:
 
 def canonical(url: str) -> str:
     """One spelling of a URL whose form passed `form_problem`, so that two spellings of one
-    receiver are one endpoint: scheme and host in lower case, no default port (80 for http,
-    443 for https), `/` for an empty path. The path and query are kept as written (a receiver
-    may tell their case apart)."""
+    receiver are one endpoint: scheme and host in lower case, an IPv6 address in its compressed
+    form, no default port (80 for http, 443 for https), `/` for an empty path, percent-escapes
+    in upper case (RFC 3986, 6.2.2.1). The path and query are otherwise kept as written: a
+    receiver may tell their case, their dot segments and their escapes apart."""
     parts = urlsplit(url)
     hostname = parts.hostname or ""
-    netloc = f"[{hostname}]" if ":" in hostname else hostname
+    netloc = f"[{ipaddress.IPv6Address(hostname).compressed}]" if ":" in hostname else hostname
     if parts.port is not None and parts.port != DEFAULT_PORTS[parts.scheme]:
         netloc += f":{parts.port}"
     query = f"?{parts.query}" if parts.query else ""
-    return f"{parts.scheme}://{netloc}{parts.path or '/'}{query}"
+    return _ESCAPE.sub(
+        lambda m: m.group().upper(), f"{parts.scheme}://{netloc}{parts.path or '/'}{query}"
+    )
 
 
 def form_problem(url: str) -> str | None:
@@ -180,7 +184,10 @@ def _parsed(url: str) -> tuple[SplitResult | None, str | None]:
         return None, "must not have a fragment (`#...`): it is never sent to the receiver"
     if port == 0:
         return None, "must not name port 0"
-    return parts, _host_problem(parts)
+    host_problem = _host_problem(parts)
+    if host_problem is None and len(canonical(url)) > MAX_URL:
+        return None, f"is longer than {MAX_URL} characters once `/` is added for its empty path"
+    return parts, host_problem
 
 
 def _host_problem(parts: SplitResult) -> str | None:

@@ -52,7 +52,8 @@ def webhooks_add(tenant: str, url: str, name: str | None) -> None:
     allow_private = bool(settings()["WEBHOOK_ALLOW_PRIVATE"])
     with store_engine() as engine, engine.db.write() as conn:
         endpoint_id, secret = endpoints.add(conn, tenant, url, name, allow_private=allow_private)
-    click.echo(f"Added webhook endpoint {endpoint_id} for tenant {tenant!r}: {url}")
+        stored = endpoints.find(conn, endpoint_id).url  # in its one spelling
+    click.echo(f"Added webhook endpoint {endpoint_id} for tenant {tenant!r}: {stored}")
     click.echo(
         "Its signing secret, shown only now (store it with the receiver; it cannot be shown "
         f"again, `workflow-authz webhooks rotate-secret {endpoint_id}` makes a new one):\n"
