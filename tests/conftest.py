@@ -177,3 +177,16 @@ def complete(api: Api, assessment: str, area: str = "assessment") -> None:
     for role in (first, "headteacher"):
         response = api.post(f"/assessments/{assessment}/advance", {"role": role, "actor": role})
         assert response.status_code == 200
+
+
+def in_sqlite_busy_wait(pid: int) -> bool:
+    """Whether a thread of process `pid` sleeps in SQLite's busy handler, waiting for a lock
+    another connection holds (nanosleep; the service's runtime and idle pool threads wait in
+    epoll or on futexes instead)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            if (task / "wchan").read_text().strip() == "hrtimer_nanosleep":
+                return True
+        except OSError:
+            continue
+    return False

@@ -25,6 +25,7 @@ from bench import internals
 from bench.server import Reply, Server, create_api_key, poll, serve_command, server_env, serving
 from service.config import PREFIX, ConfigError, load_config
 from service.server import MIN_HEADER_BYTES, ServerSettings
+from tests.conftest import in_sqlite_busy_wait
 
 TENANT = "served"
 QUESTION = {
@@ -253,17 +254,9 @@ def _create_waiting_on_a_lock(
 
 
 def _waiting_for_the_lock(server: Server) -> bool:
-    """Whether a worker is inside the create, blocked on the test's lock: a thread of a worker
-    asleep in SQLite's busy handler (nanosleep; nothing else in a worker sleeps so: its runtime
-    and idle pool threads wait in epoll or on futexes)."""
-    for worker in server.workers():
-        for task in Path(f"/proc/{worker}/task").iterdir():
-            try:
-                if (task / "wchan").read_text().strip() == "hrtimer_nanosleep":
-                    return True
-            except OSError:
-                continue
-    return False
+    """Whether a worker is inside the create, blocked on the test's lock (SQLite's busy
+    handler)."""
+    return any(in_sqlite_busy_wait(worker) for worker in server.workers())
 
 
 def _poll_refused(server: Server) -> None:

@@ -15,7 +15,6 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,7 +27,7 @@ from service.db import Database
 from service.errors import Conflict, InvalidRequest, NotFound
 from service.models import WebhookEndpoint, iso, utcnow
 from service.webhooks import endpoints
-from tests.conftest import Api, complete
+from tests.conftest import Api, complete, in_sqlite_busy_wait
 
 PUBLIC = "http://93.184.215.14/hooks/feed"
 ADDED = re.compile(r"Added webhook endpoint (\d+) for tenant '(\w+)': (\S+)\n")
@@ -271,13 +270,7 @@ def _waits_on_a_lock(pid: int, db: Database) -> bool:
                 )
             ).scalar_one()
         return bool(waiting)
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            if (task / "wchan").read_text().strip() == "hrtimer_nanosleep":
-                return True
-        except OSError:
-            continue
-    return False
+    return in_sqlite_busy_wait(pid)
 
 
 def test_add_without_a_url_is_a_usage_error(cli: Cli) -> None:
