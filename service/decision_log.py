@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -22,21 +22,25 @@ log = logging.getLogger("workflow_authz.decisions")
 
 
 def _write(line: dict[str, Any]) -> None:
-    """One line in the log at INFO, as `log.info` writes it but without looking up the caller
-    (logging walks the stack for the file and line of every record, which no line shows)."""
-    text = orjson.dumps(line).decode()
-    log.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, text, (), None))
+    """One line in the log at INFO."""
+    _write_all([line])
+
+
+def _write_all(lines: Iterable[dict[str, Any]]) -> None:
+    """Each line as its own JSON log record at INFO, as `log.info` writes one but without
+    looking up the caller (logging walks the stack for the file and line of every record, which
+    no line shows): one record's fields are made once and copied for each line."""
+    shared = log.makeRecord(log.name, logging.INFO, __file__, 0, "", (), None).__dict__
+    for line in lines:
+        entry = logging.LogRecord.__new__(logging.LogRecord)
+        entry.__dict__.update(shared)
+        entry.msg = orjson.dumps(line).decode()
+        log.handle(entry)
 
 
 def new_id() -> str:
     """A new decision id: 128 random bits, as a uuid4's hex; a fifth of its cost."""
     return os.urandom(16).hex()
-
-
-def record(decision: Decision, assessment: str | None, key: Key) -> str:
-    """Log one decision (less its prose reason) as a JSON line and return its new decision id."""
-    (decision_id,) = record_all([(decision, assessment)], key)
-    return decision_id
 
 
 def record_all(decided: Sequence[tuple[Decision, str | None]], key: Key) -> list[str]:
@@ -45,17 +49,15 @@ def record_all(decided: Sequence[tuple[Decision, str | None]], key: Key) -> list
 
     The per-line work is what a line must differ in: the ids are drawn in one read of random
     bytes (128 bits each, as `new_id`), the decisions share the moment they were made (one read
-    of the store) and one log record's fields, copied for each line instead of built anew."""
+    of the store) and one log record's fields (`_write_all`)."""
     count = len(decided)
     drawn = os.urandom(16 * count).hex()
     ids = [drawn[32 * i : 32 * i + 32] for i in range(count)]
     if not count or not log.isEnabledFor(logging.INFO):
         return ids
     at = iso(utcnow())
-    first = log.makeRecord(log.name, logging.INFO, __file__, 0, "", (), None)
-    shared = first.__dict__
-    for decision_id, (decision, assessment) in zip(ids, decided, strict=True):
-        line = {
+    _write_all(
+        {
             "event": "decision",
             "decision_id": decision_id,
             "at": at,
@@ -70,10 +72,8 @@ def record_all(decided: Sequence[tuple[Decision, str | None]], key: Key) -> list
             "rule": list(decision.rule) if decision.rule else None,
             "key": key.name,
         }
-        entry = logging.LogRecord.__new__(logging.LogRecord)
-        entry.__dict__.update(shared)
-        entry.msg = orjson.dumps(line).decode()
-        log.handle(entry)
+        for decision_id, (decision, assessment) in zip(ids, decided, strict=True)
+    )
     return ids
 
 

@@ -125,7 +125,8 @@ def decide_all(
     nothing is answered, nothing is allowed, and nothing is recorded. With `until`, answering
     stops after the first answer it holds for: the questions after it are neither decided nor
     recorded (AuthZEN's short-circuiting evaluations). Decisions go to the decision log all at
-    once (decision_log.record_all), or one by one to `record`."""
+    once (decision_log.record_all), or one by one to `record` (the policy checker's unlogged
+    cases)."""
     asked = [_for_key(key, q) for q in questions]
     valid = [q for q in asked if isinstance(q, Question)]
     found = facts.subjects({(q.tenant, q.assessment) for q in valid if q.assessment})

@@ -73,7 +73,11 @@ def canonical(url: str) -> str:
     form, no default port (80 for http, 443 for https), `/` for an empty path, percent-escapes
     in upper case (RFC 3986, 6.2.2.1). The path and query are otherwise kept as written: a
     receiver may tell their case, their dot segments and their escapes apart."""
-    parts = urlsplit(url)
+    return _spelled(urlsplit(url))
+
+
+def _spelled(parts: SplitResult) -> str:
+    """`canonical` of a URL already split."""
     hostname = parts.hostname or ""
     netloc = f"[{ipaddress.IPv6Address(hostname).compressed}]" if ":" in hostname else hostname
     if parts.port is not None and parts.port != DEFAULT_PORTS[parts.scheme]:
@@ -185,7 +189,7 @@ def _parsed(url: str) -> tuple[SplitResult | None, str | None]:
     if port == 0:
         return None, "must not name port 0"
     host_problem = _host_problem(parts)
-    if host_problem is None and len(canonical(url)) > MAX_URL:
+    if host_problem is None and len(_spelled(parts)) > MAX_URL:
         return None, f"is longer than {MAX_URL} characters once `/` is added for its empty path"
     return parts, host_problem
 

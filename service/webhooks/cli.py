@@ -15,7 +15,7 @@ from service.cli_errors import settings, store_engine
 from service.limits import MAX_NUMBER, visible, whole_number
 from service.models import iso
 from service.policies.store import require_version
-from service.webhooks import endpoints
+from service.webhooks import addresses, endpoints
 from service.webhooks.endpoints import Listed
 
 
@@ -52,7 +52,7 @@ def webhooks_add(tenant: str, url: str, name: str | None) -> None:
     allow_private = bool(settings()["WEBHOOK_ALLOW_PRIVATE"])
     with store_engine() as engine, engine.db.write() as conn:
         endpoint_id, secret = endpoints.add(conn, tenant, url, name, allow_private=allow_private)
-        stored = endpoints.find(conn, endpoint_id).url  # in its one spelling
+    stored = addresses.canonical(url)  # the spelling `add` stored
     click.echo(f"Added webhook endpoint {endpoint_id} for tenant {tenant!r}: {stored}")
     click.echo(
         "Its signing secret, shown only now (store it with the receiver; it cannot be shown "
